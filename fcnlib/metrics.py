@@ -1,0 +1,132 @@
+"""The four metrics of Section 5, from a confusion matrix accumulated over a whole dataset.
+
+With n_ij the number of pixels of class i predicted as class j, n_cl the number of classes and
+t_i = Σ_j n_ij the pixels of class i (Section 5):
+
+- pixel accuracy        Σ_i n_ii / Σ_i t_i
+- mean accuracy         (1/n_cl) Σ_i n_ii / t_i
+- mean IU               (1/n_cl) Σ_i n_ii / (t_i + Σ_j n_ji − n_ii)
+- frequency weighted IU (Σ_k t_k)^−1 Σ_i t_i n_ii / (t_i + Σ_j n_ji − n_ii)
+
+Counts accumulate over the dataset (not averaged per image) and void pixels (255) are ignored.
+
+Absent classes: a class with no pixel in the ground truth *and* none predicted has 0/0 for its IU.
+Like the reference implementation (NumPy's nanmean), we leave it out of the means ("nan" policy).
+A class absent from the ground truth but predicted somewhere has IU 0 and counts. SIFT Flow's rule
+(``present_only=True``) averages only over classes present in the ground truth.
+"""
+from __future__ import annotations
+
+import torch
+
+VOID = 255
+
+
+def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+              ignore_index: int = VOID) -> torch.Tensor:
+    """Confusion matrix (num_classes, num_classes) int64 of one batch, on the tensors' device.
+
+    Rows are ground truth, columns predictions. Void pixels are sent to one extra bin that is cut off
+    afterwards: one unmasked ``bincount``, which is faster than boolean masking.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} and label shape {tuple(target.shape)} "
+                         "differ: take the argmax over classes and crop/resize to the label first")
+    n = num_classes
+    target = target.long()
+    pred = pred.long()
+    void = target == ignore_index
+    bad = ~void & ((target < 0) | (target >= n))
+    if bad.any():
+        values = torch.unique(target[bad]).tolist()[:10]
+        raise ValueError(f"label values {values} are outside the classes 0..{n - 1} and are not void "
+                         f"({ignore_index}): check the dataset's class count or its void value")
+    if ((pred < 0) | (pred >= n)).any():
+        raise ValueError(f"predictions must be class indices in 0..{n - 1}")
+    index = torch.where(void, n * n, target * n + pred)  # void → bin n*n
+    counts = torch.bincount(index.reshape(-1), minlength=n * n + 1)
+    return counts[: n * n].reshape(n, n)
+
+
+class ConfusionMatrix:
+    """Accumulates a confusion matrix over a dataset; ``compute()`` gives the four metrics."""
+
+    def __init__(self, num_classes: int, ignore_index: int = VOID, device=None):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> "ConfusionMatrix":
+        """Add a batch. ``pred`` may be class indices (N, H, W) or scores (N, C, H, W)."""
+        if pred.dim() == target.dim() + 1:
+            pred = pred.argmax(1)
+        if self.mat.device != target.device:
+            self.mat = self.mat.to(target.device)
+        self.mat += confusion(pred, target, self.num_classes, self.ignore_index)
+        return self
+
+    def reset(self) -> None:
+        self.mat.zero_()
+
+    def compute(self, present_only: bool = False) -> dict:
+        return scores(self.mat, present_only=present_only)
+
+
+def per_class_iu(mat: torch.Tensor) -> torch.Tensor:
+    """IU of each class (NaN where the class is absent from ground truth and prediction)."""
+    mat = mat.double()
+    tp = mat.diag()
+    union = mat.sum(1) + mat.sum(0) - tp
+    return tp / union  # 0/0 → NaN
+
+
+def scores(mat: torch.Tensor, present_only: bool = False) -> dict:
+    """The four metrics of Section 5 (as fractions) and the per-class IU, from a confusion matrix.
+
+    ``present_only`` averages mean accuracy and mean IU over the classes present in the ground truth
+    only (the SIFT Flow convention of Table 5).
+    """
+    if mat.dim() != 2 or mat.shape[0] != mat.shape[1]:
+        raise ValueError(f"a confusion matrix is square, got shape {tuple(mat.shape)}")
+    mat = mat.double()
+    total = mat.sum()
+    if total == 0:
+        raise ValueError("the confusion matrix is empty: no labelled (non-void) pixel was seen")
+    tp = mat.diag()
+    t = mat.sum(1)  # pixels of each class in the ground truth
+    iu = per_class_iu(mat)
+    acc = tp / t
+    if present_only:
+        keep = t > 0
+        iu_mean, acc_mean = iu[keep].nanmean(), acc[keep].nanmean()
+    else:
+        iu_mean, acc_mean = iu.nanmean(), acc.nanmean()
+    fw = (t[t > 0] * iu[t > 0]).sum() / total
+    return {
+        "pixel_acc": (tp.sum() / total).item(),
+        "mean_acc": acc_mean.item(),
+        "mean_iu": iu_mean.item(),
+        "fw_iu": fw.item(),
+        "per_class_iu": iu.tolist(),
+    }
+
+
+@torch.no_grad()
+def evaluate(model, dataset_or_loader, num_classes: int, device=None, batch_size: int = 16,
+             ignore_index: int = VOID, present_only: bool = False) -> dict:
+    """Run ``model`` over a dataset (or a DataLoader) and return :func:`scores` of its predictions."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from .runtime import autocast
+    device = device or next(model.parameters()).device
+    loader = (DataLoader(dataset_or_loader, batch_size=batch_size)
+              if isinstance(dataset_or_loader, Dataset) else dataset_or_loader)
+    cm = ConfusionMatrix(num_classes, ignore_index, device)
+    was_training = model.training
+    model.eval()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        with autocast(device):
+            out = model(x)
+        cm.update(out.float().argmax(1), y)
+    model.train(was_training)
+    return cm.compute(present_only=present_only)

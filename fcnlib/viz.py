@@ -1,0 +1,133 @@
+"""Pictures for the course: label palettes, overlays, source listings, widgets with a static twin."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+VOID = 255
+
+# Paul Tol's colour-blind-safe qualitative schemes (bright, muted, light), background black.
+_TOL = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB",
+        "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+        "#AA4499", "#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#AAAA00"]
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """PASCAL VOC's label colours (the devkit's bit-interleaving rule); index 255 (void) is cream."""
+    pal = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    if n > VOID:
+        pal[VOID] = (224, 224, 192)
+    return pal
+
+
+def cb_palette(n: int = 256) -> np.ndarray:
+    """A colour-blind-safe alternative: background black, classes from Paul Tol's schemes, void white."""
+    pal = np.zeros((n, 3), dtype=np.uint8)
+    for i, hexcol in enumerate(_TOL[: min(n - 1, len(_TOL))]):
+        pal[i + 1] = [int(hexcol[k:k + 2], 16) for k in (1, 3, 5)]
+    if n > VOID:
+        pal[VOID] = (255, 255, 255)
+    return pal
+
+
+def colorize(label, palette: str = "voc") -> np.ndarray:
+    """Label map (H, W) of class indices → RGB uint8 (H, W, 3). ``palette``: ``"voc"`` or ``"cb"``."""
+    if palette not in ("voc", "cb"):
+        raise ValueError(f"unknown palette {palette!r}: use 'voc' or 'cb' (colour-blind safe)")
+    lab = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    pal = voc_palette() if palette == "voc" else cb_palette()
+    return pal[lab.astype(np.int64) % 256]
+
+
+def image_np(x: torch.Tensor) -> np.ndarray:
+    """A normalized (3, H, W) float image or a uint8 one → (H, W, 3) for ``imshow``."""
+    from .data import denormalize
+    if x.dtype == torch.uint8:
+        return x.permute(1, 2, 0).cpu().numpy()
+    return denormalize(x.detach().float().cpu()).permute(1, 2, 0).numpy()
+
+
+def show_samples(images, labels, titles=None, palette: str = "voc", preds=None):
+    """A grid: images on the first row, labels (and predictions, if given) below. Returns the figure."""
+    import matplotlib.pyplot as plt
+    rows = 2 + (preds is not None)
+    n = len(images)
+    fig, axes = plt.subplots(rows, n, figsize=(2.2 * n, 2.2 * rows), squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(image_np(images[i]))
+        axes[1, i].imshow(colorize(labels[i], palette), interpolation="nearest")
+        if preds is not None:
+            axes[2, i].imshow(colorize(preds[i], palette), interpolation="nearest")
+        if titles:
+            axes[0, i].set_title(titles[i], fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel("label")
+    if preds is not None:
+        axes[2, 0].set_ylabel("prediction")
+    fig.tight_layout()
+    return fig
+
+
+def legend(classes, palette: str = "voc", ax=None):
+    """Colour swatches with class names (void included)."""
+    import matplotlib.patches as mpatches
+    import matplotlib.pyplot as plt
+    pal = voc_palette() if palette == "voc" else cb_palette()
+    handles = [mpatches.Patch(color=pal[i] / 255, label=f"{i} {c}") for i, c in enumerate(classes)]
+    handles.append(mpatches.Patch(color=pal[VOID] / 255, label="255 void", ec="k"))
+    ax = ax or plt.gca()
+    ax.legend(handles=handles, loc="center", ncol=3, fontsize=7, frameon=False)
+    ax.axis("off")
+    return ax
+
+
+def show_source(obj) -> None:
+    """Print the source of a library function or class: the lesson's code, not a copy of it."""
+    from IPython.display import Markdown, display
+    display(Markdown(f"```python\n{inspect.getsource(obj)}\n```"))
+
+
+def widgets_available() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def explore(draw, static: list[dict] | None = None, **controls):
+    """Draw ``draw(**kw)`` for every kwargs in ``static`` (the static twin, which a batch run keeps),
+    then show an ipywidgets control over ``controls`` for interactive use in JupyterLab.
+
+    Returns the list of static figures (for ``run.savefig``).
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+    figs = []
+    for kw in static or []:
+        fig = draw(**kw)
+        figs.append(fig)
+        display(fig)
+        plt.close(fig)
+    if controls and widgets_available():
+        import ipywidgets as w
+
+        def _show(**kw):
+            fig = draw(**kw)
+            display(fig)
+            plt.close(fig)
+        display(w.interactive(_show, **controls))
+    return figs
