@@ -1,0 +1,46 @@
+# The course's commands. Everything runs in the project's own virtual environment (.venv), which the
+# first command creates from the package registry (torch and torchvision included).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SMOKE  := results/smoke
+
+.PHONY: help install reproduce test test-unit test-notebooks lab bench report pretrain clean
+
+help:
+	@echo "make reproduce   set up, then run every notebook (embedded tier) -> results/, REPORT.md"
+	@echo "make test        set up, then run the test suite (unit tests + notebooks in the smoke tier)"
+	@echo "make lab         set up, then open the course in JupyterLab"
+	@echo "make bench       run the benchmarks (ratios measured side by side)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11 or similar")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(PY) -m fcnlib.reproduce --tier embedded
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(SMOKE)/notebooks
+
+lab: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,lab]'
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+report: $(STAMP)
+	$(PY) -m fcnlib.report
+
+pretrain: $(STAMP)
+	$(PY) -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained
+
+clean:
+	rm -rf results data/cache

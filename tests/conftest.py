@@ -1,0 +1,15 @@
+import os
+
+import pytest
+
+# Tests never write into the user's results/ or cache: each session gets its own folders.
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_results(tmp_path_factory):
+    old = {k: os.environ.get(k) for k in ("FCN_RESULTS",)}
+    os.environ["FCN_RESULTS"] = str(tmp_path_factory.mktemp("results"))
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

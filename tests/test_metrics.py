@@ -1,0 +1,83 @@
+"""The four metrics of Section 5, held against hand-computed values and the reference's NumPy code."""
+import numpy as np
+import pytest
+import torch
+
+from fcnlib import metrics
+
+
+def reference_fast_hist(a, b, n):
+    """The reference implementation's confusion matrix (score.py in fcn.berkeleyvision.org)."""
+    k = (a >= 0) & (a < n)
+    return np.bincount(n * a[k].astype(int) + b[k], minlength=n ** 2).reshape(n, n)
+
+
+def reference_scores(hist):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.diag(hist).sum() / hist.sum()
+        acc_cls = np.nanmean(np.diag(hist) / hist.sum(1))
+        iu = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+        freq = hist.sum(1) / hist.sum()
+        fw = (freq[freq > 0] * iu[freq > 0]).sum()
+        return {"pixel_acc": acc, "mean_acc": acc_cls, "mean_iu": np.nanmean(iu), "fw_iu": fw}
+
+
+def test_golden_hand_computed():
+    # 2 classes: truth [0,0,0,1,1,void], prediction [0,0,1,1,0,1]
+    target = torch.tensor([0, 0, 0, 1, 1, 255])
+    pred = torch.tensor([0, 0, 1, 1, 0, 1])
+    cm = metrics.confusion(pred, target, 2)
+    assert cm.tolist() == [[2, 1], [1, 1]]
+    s = metrics.scores(cm)
+    assert s["pixel_acc"] == pytest.approx(3 / 5)
+    assert s["mean_acc"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert s["mean_iu"] == pytest.approx((2 / 4 + 1 / 3) / 2)
+    assert s["fw_iu"] == pytest.approx((3 * 2 / 4 + 2 * 1 / 3) / 5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_against_reference_numpy(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 21
+    target = torch.randint(0, n, (4, 50, 60), generator=g)
+    target[torch.rand(target.shape, generator=g) < 0.1] = 255
+    target[target == 7] = 9  # class 7 absent from the ground truth…
+    pred = torch.randint(0, n, (4, 50, 60), generator=g)
+    pred[pred == 3] = 4      # … class 3 never predicted
+    cm = metrics.ConfusionMatrix(n)
+    for i in range(4):
+        cm.update(pred[i:i + 1], target[i:i + 1])
+    hist = reference_fast_hist(target.numpy().ravel(), pred.numpy().ravel(), n)
+    assert np.array_equal(cm.mat.numpy(), hist)
+    ours, ref = cm.compute(), reference_scores(hist)
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12)
+
+
+def test_scores_accept_logits():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 2] = 1.0
+    cm = metrics.ConfusionMatrix(3).update(logits, torch.full((1, 2, 2), 2))
+    assert cm.compute()["pixel_acc"] == 1.0
+
+
+def test_absent_class_policy_and_present_only():
+    # class 2 absent from truth and prediction: left out of the means (NaN IU)
+    cm = torch.tensor([[5, 0, 0], [1, 4, 0], [0, 0, 0]])
+    s = metrics.scores(cm)
+    assert np.isnan(s["per_class_iu"][2])
+    assert s["mean_iu"] == pytest.approx((5 / 6 + 4 / 5) / 2)
+    # class 2 absent from truth but predicted: IU 0 counts in the mean, unless present_only
+    cm = torch.tensor([[5, 0, 1], [1, 4, 0], [0, 0, 0]])
+    s = metrics.scores(cm)
+    assert s["mean_iu"] == pytest.approx((5 / 7 + 4 / 5 + 0) / 3)
+    assert metrics.scores(cm, present_only=True)["mean_iu"] == pytest.approx((5 / 7 + 4 / 5) / 2)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="outside the classes"):
+        metrics.confusion(torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 30, 255]), 21)
+    with pytest.raises(ValueError, match="differ"):
+        metrics.confusion(torch.zeros(3, 3), torch.zeros(3, 4), 21)
+    with pytest.raises(ValueError, match="empty"):
+        metrics.scores(torch.zeros(3, 3))
