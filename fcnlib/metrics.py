@@ -26,25 +26,42 @@ def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
               ignore_index: int = VOID) -> torch.Tensor:
     """Confusion matrix (num_classes, num_classes) int64 of one batch, on the tensors' device.
 
-    Rows are ground truth, columns predictions. Void pixels are sent to one extra bin that is cut off
-    afterwards: one unmasked ``bincount``, which is faster than boolean masking.
+    Rows are ground truth, columns predictions. One unmasked ``bincount`` of ``target * n + pred``
+    does it all: void pixels (255) fall in a block of bins of their own beyond the n × n matrix and
+    are cut off, and so would any label value outside the classes, which is then reported. The index
+    is computed in the smallest integer type that holds it (int16 for uint8 VOC labels), which is
+    what makes this faster than the reference's masked NumPy bincount.
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} and label shape {tuple(target.shape)} "
                          "differ: take the argmax over classes and crop/resize to the label first")
+    if pred.is_floating_point() or target.is_floating_point():
+        raise ValueError("confusion() takes integer class indices: take the argmax of the scores first")
     n = num_classes
-    target = target.long()
-    pred = pred.long()
-    void = target == ignore_index
-    bad = ~void & ((target < 0) | (target >= n))
-    if bad.any():
-        values = torch.unique(target[bad]).tolist()[:10]
+    if ignore_index < n:  # a void value inside the class range (e.g. -1): move it past the classes
+        target = torch.where(target == ignore_index, n, target.long())
+        ignore_index = n
+    if target.dtype == torch.uint8:
+        t_hi = 255
+    else:
+        t_lo, t_hi = (int(v) for v in torch.aminmax(target))
+        if t_lo < 0:
+            raise ValueError(f"label value {t_lo} is negative: labels are class indices 0..{n - 1} "
+                             f"or the void value {ignore_index}")
+    p_lo, p_hi = (int(v) for v in torch.aminmax(pred))
+    if p_lo < 0 or p_hi >= n:
+        raise ValueError(f"predictions must be class indices in 0..{n - 1}, found {p_lo}..{p_hi}")
+    top = (max(t_hi, ignore_index) + 1) * n
+    dtype = torch.int16 if top < 2**15 else torch.int32 if top < 2**31 else torch.int64
+    index = target.reshape(-1).to(dtype) * n + pred.reshape(-1).to(dtype)
+    counts = torch.bincount(index, minlength=n * n)
+    beyond = counts[n * n:].clone()
+    void = (ignore_index - n) * n
+    beyond[void: void + n] = 0
+    if beyond.any():
+        values = sorted({n + int(i) // n for i in torch.nonzero(beyond).flatten().tolist()})[:10]
         raise ValueError(f"label values {values} are outside the classes 0..{n - 1} and are not void "
                          f"({ignore_index}): check the dataset's class count or its void value")
-    if ((pred < 0) | (pred >= n)).any():
-        raise ValueError(f"predictions must be class indices in 0..{n - 1}")
-    index = torch.where(void, n * n, target * n + pred)  # void → bin n*n
-    counts = torch.bincount(index.reshape(-1), minlength=n * n + 1)
     return counts[: n * n].reshape(n, n)
 
 

@@ -50,6 +50,9 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

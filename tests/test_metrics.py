@@ -81,3 +81,16 @@ def test_bad_input():
         metrics.confusion(torch.zeros(3, 3), torch.zeros(3, 4), 21)
     with pytest.raises(ValueError, match="empty"):
         metrics.scores(torch.zeros(3, 3))
+
+
+def test_other_void_values_and_dtypes():
+    target = torch.tensor([[0, 1, -1], [2, 2, 1]])
+    pred = torch.tensor([[0, 1, 2], [2, 0, 1]])
+    cm = metrics.confusion(pred, target, 3, ignore_index=-1)
+    assert cm.tolist() == [[1, 0, 0], [0, 2, 0], [1, 0, 1]]
+    as_uint8 = metrics.confusion(pred.to(torch.uint8), torch.where(target < 0, 255, target).to(torch.uint8), 3)
+    assert torch.equal(cm, as_uint8)
+    with pytest.raises(ValueError, match="negative"):
+        metrics.confusion(pred, target, 3)
+    with pytest.raises(ValueError, match="predictions must be class indices"):
+        metrics.confusion(pred + 1, target.clamp(min=0), 3)
