@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("FCN_DATA", ROOT / "data"))
+    path = Path(os.environ.get("FCN_DATA", ROOT / "data"))
+    if not path.is_dir():
+        raise FileNotFoundError(f"the data directory {path} does not exist: "
+                                + ("fix or unset FCN_DATA" if "FCN_DATA" in os.environ
+                                   else "the checkout is incomplete; clone the repository again"))
+    return path
 
 
 def reference_dir() -> Path:
