@@ -67,9 +67,9 @@ def autocast(device: torch.device):
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move a model to ``device``; channels_last memory format on CUDA, where it speeds convolutions."""
-    model = model.to(device)
+    model.to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
     return model
 
 

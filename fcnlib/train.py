@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import paths
-from .runtime import autocast, sync
+from .runtime import autocast, prepare_model, sync
 
 VOID = 255
 
@@ -122,7 +122,7 @@ def train(model, data, cfg: TrainConfig, *, device=None, loss_fn=pixel_loss, eva
     X, Y = _as_tensors(data)
     if len(X) == 0:
         raise ValueError("no training data: the dataset is empty")
-    model.to(device)
+    prepare_model(model, device)  # channels_last on CUDA
     opt = torch.optim.SGD(param_groups(model, cfg.lr, cfg.weight_decay, cfg.bias_lr_mult),
                           lr=cfg.lr, momentum=cfg.momentum)
     step, hist = 0, History()
