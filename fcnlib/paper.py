@@ -99,3 +99,14 @@ def timing() -> dict[str, float]:
         raise KeyError("Section 3.1 timing sentences not found in PAPER-FACTS.md")
     return {"forward_single_ms": float(m1.group(1)), "forward_dense_ms": float(m2.group(1)),
             "backward_single_ms": float(m3.group(1)), "backward_dense_ms": float(m3.group(2))}
+
+
+def crop_offsets() -> dict[str, dict[str, int]]:
+    """The reference implementation's crop offsets for the VGG16 FCNs, parsed from their sentence:
+    ``{"fcn32s": {"final": 19}, "fcn16s": {"pool4": 5, "final": 27}, "fcn8s": {…}}``."""
+    s = re.sub(r"\s+", " ", text())
+    m = re.search(r"FCN-32s final crop [0-9]+;.*?final crop [0-9]+\.", s)
+    if not m:
+        raise KeyError("the crop-offset sentence (FCN-32s final crop …) not found in PAPER-FACTS.md")
+    return {f"fcn{net}s": {k: int(v) for k, v in re.findall(r"(\w+) crop ([0-9]+)", body)}
+            for net, body in re.findall(r"FCN-([0-9]+)s ([^;.]*)", m.group(0))}
