@@ -15,15 +15,6 @@ from fcnlib import receptive_field as rf
 from fcnlib.receptive_field import Crop, GeometryError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One-channel twins run 5–10× faster on one thread than on two on small CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------- networks, built here (no weights)
 def vgg16_reference_features(pad=100, ceil=True):
     """torchvision's VGG16 convolutions with the reference FCN geometry: conv1_1 padding 100, ceil pools."""

@@ -13,14 +13,6 @@ from fcnlib import sampling as S
 from fcnlib import upsample
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class TinyFCN(nn.Module):
     """FCN-shaped: conv1 padded (like the reference's 100), stride 8, score layer, bilinear ×8
     transposed convolution, final crop from the coordinate map. ``inner_pad=0``: no padding inside."""
