@@ -1,0 +1,382 @@
+"""Convolutionalization: a classifier's fully connected layers are convolutions (Section 3.1, Fig. 2).
+
+A fully connected layer over a C×k×k feature map computes ``y = W · flatten(x) + b`` with W of
+shape (out, C·k·k). ``torch.flatten`` is C-major — index ``c·k·k + i·k + j`` — so
+``W.view(out, C, k, k)`` is the weight of a k×k convolution that computes the same ``y`` at the one
+position where the kernel fits a k×k map, and slides over any larger map: fc6 of AlexNet is a 6×6
+convolution, of VGG16 a 7×7 one, fc7 and fc8 are 1×1 convolutions. The convolutionalized net takes
+any input at least one receptive field large and returns a grid of class scores (N, K, h, w).
+
+torchvision puts ``AdaptiveAvgPool2d((k, k))`` between the features and the classifier. At the
+native input size (224 px) the feature map already is k×k and the pool is the identity; on another
+size it averages the map down (or up) to k×k — torchvision's way of accepting any size, which throws
+away exactly the spatial layout that dense prediction needs. ``convolutionalize`` drops it (the
+convolution slides fc6 over the map instead), so at the native size the logits are unchanged.
+
+What "every output cell is the classifier run on its patch" means, precisely (tested in
+tests/test_convolutionalize.py): cell (i, j) sees the input window of side ``geometry.rf`` starting
+at ``(stride·i − offset, stride·j − offset)``; ``offset`` is the zero padding of all layers counted
+in input pixels. Without padding the cell equals the classifier on that window, exactly. With
+padding (torchvision's convolutions pad), a cell whose window lies inside the image never sees a
+padded zero and equals the *unpadded* classifier (:func:`strip_padding`) on its window; the classifier
+run on a native-size crop pads every layer of that crop with zeros where the dense net sees the rest
+of the image, so that comparison differs by a measurable amount (no padding in the input can mimic
+padding of the inner feature maps: a padded pixel becomes ReLU(bias) after one layer, not zero).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+_POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.Identity,
+              nn.LocalResponseNorm, nn.Sequential)
+
+
+class Geometry(NamedTuple):
+    """Where an output cell looks: cell (i, j) sees input pixels [stride·i − offset, … + rf)."""
+    rf: int      # receptive field side, pixels
+    stride: int  # pixels between neighbouring output cells
+    offset: int  # zero padding of all layers, in input pixels (cell 0's field starts at −offset)
+
+
+def _square(v, what: str) -> int:
+    if isinstance(v, (tuple, list)):
+        if len(set(v)) != 1:
+            raise ValueError(f"{what} {v} is not square: only square kernels/strides/paddings are supported")
+        v = v[0]
+    if isinstance(v, str):
+        raise ValueError(f"{what} {v!r}: give the padding as a number")
+    return int(v)
+
+
+def _layers(net: nn.Module, strict: bool = True):
+    """The spatial layers of a (nested) nn.Sequential, in execution order; at a layer of unknown
+    geometry, an error (``strict``) or the end of the list."""
+    for m in net.modules():
+        if isinstance(m, _SPATIAL):
+            yield m
+        elif not isinstance(m, _POINTWISE) and not list(m.children()):
+            if not strict:
+                return
+            raise ValueError(f"don't know the geometry of {type(m).__name__}: convolutionalize handles "
+                             "Conv2d, MaxPool2d, AvgPool2d and pointwise layers (ReLU, Dropout, BatchNorm, LRN)")
+
+
+def _kps(m: nn.Module):
+    k, s, p = (_square(getattr(m, a), f"{type(m).__name__}.{a}") for a in ("kernel_size", "stride", "padding"))
+    d = _square(getattr(m, "dilation", 1), "dilation")
+    return d * (k - 1) + 1, s, p
+
+
+def geometry(net: nn.Module, strict: bool = True) -> Geometry:
+    """Receptive field, stride and padding offset of a convolutional net's output cells."""
+    rf, stride, offset = 1, 1, 0
+    for m in _layers(net, strict):
+        k, s, p = _kps(m)
+        rf += (k - 1) * stride
+        offset += p * stride
+        stride *= s
+    return Geometry(rf, stride, offset)
+
+
+def output_size(net: nn.Module, size: int, strict: bool = True) -> int:
+    """Side of the net's output for a ``size``-pixel side of input (0: too small for one cell)."""
+    for m in _layers(net, strict):
+        k, s, p = _kps(m)
+        span = size + 2 * p - k
+        if span < 0:
+            return 0
+        if getattr(m, "ceil_mode", False):  # PyTorch's rule: no window may start in the right padding
+            out = -(-span // s) + 1
+            size = out - 1 if (out - 1) * s >= size + p else out
+        else:
+            size = span // s + 1
+    return size
+
+
+def min_input_size(net: nn.Module, limit: int = 10_000, strict: bool = True) -> int:
+    """The smallest input side for which the net gives at least one output cell."""
+    for n in range(1, limit):
+        if output_size(net, n, strict) >= 1:
+            return n
+    raise ValueError(f"no input up to {limit} px gives an output cell")
+
+
+class FCConv2d(nn.Conv2d):
+    """A fully connected layer as a convolution: an ``nn.Conv2d`` (same weights, same results) that on
+    a CPU computes itself as im2col + one matrix product, the way Caffe runs every convolution.
+
+    Why: its kernel is huge (fc6: 4096×256×6×6, 151 MB) and its output small, a shape CPU convolution
+    kernels handle badly (oneDNN re-lays out the whole kernel on every call: several times slower than
+    the product). As a product it runs the very GEMM the classifier's ``nn.Linear`` runs on a batch of
+    windows, so dense-vs-naive timings compare shared work, not two kernels. On a GPU, cuDNN's own
+    convolution is used (it needs no im2col copy).
+    """
+
+    def forward(self, x):
+        if (x.device.type != "cpu" or self.groups != 1 or self.padding_mode != "zeros"
+                or isinstance(self.padding, str)):
+            return super().forward(x)
+        (k, _), (d, _), (p, _), (s, _) = self.kernel_size, self.dilation, self.padding, self.stride
+        N, _, H, W = x.shape
+        h, w = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
+        if k == 1 and p == 0 and s == 1:
+            cols = x.flatten(2)                                       # (N, C, L)
+        else:
+            cols = nn.functional.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, C·k·k, L)
+        weight = self.weight
+        if k > 1 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+            # a channels-last kernel is laid out (out, k, k, C): order the columns to match, not the kernel
+            weight = weight.permute(0, 2, 3, 1)                           # (out, k, k, C), a view
+            cols = cols.view(N, -1, k * k, cols.shape[-1]).transpose(1, 2)  # (N, k·k, C, L)
+        rows = cols.reshape(N, -1, h * w).transpose(1, 2).reshape(N * h * w, -1).contiguous()  # (N·L, C·k·k)
+        y = nn.functional.linear(rows, weight.flatten(1), self.bias)   # (N·L, out): one GEMM
+        return y.view(N, h * w, -1).transpose(1, 2).view(N, -1, h, w)  # (N, out, h, w), channels-last strides
+
+
+def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: int) -> nn.Conv2d:
+    """The k×k convolution computing ``linear`` on a C×k×k map (weights copied; flatten is C-major)."""
+    C, k = in_channels, kernel_size
+    if linear.in_features != C * k * k:
+        raise ValueError(f"{linear} takes {linear.in_features} inputs, not C·k·k = {C}·{k}·{k} = {C * k * k}")
+    conv = FCConv2d(C, linear.out_features, k, bias=linear.bias is not None,
+                    device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.view(linear.out_features, C, k, k))  # (out, C·k·k) → (out, C, k, k)
+        if linear.bias is not None:
+            conv.bias.copy_(linear.bias)
+    return conv
+
+
+def fc6_shape(classifier: nn.Module) -> tuple[int, int]:
+    """(channels C, grid side k) of the feature map fc6 reads, read from the model itself."""
+    convs = [m for m in classifier.features.modules() if isinstance(m, nn.Conv2d)]
+    fc6 = next(m for m in classifier.classifier.modules() if isinstance(m, nn.Linear))
+    C = convs[-1].out_channels
+    k = math.isqrt(fc6.in_features // C)
+    if C * k * k != fc6.in_features:
+        raise ValueError(f"fc6 takes {fc6.in_features} inputs: not C·k·k for the {C} channels of the features")
+    pool = getattr(classifier, "avgpool", None)
+    if isinstance(pool, nn.AdaptiveAvgPool2d):
+        out = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size,) * 2
+        if tuple(out) != (k, k):
+            raise ValueError(f"avgpool gives {tuple(out)} but fc6 reads a {k}×{k} grid")
+    elif pool is not None and not isinstance(pool, nn.Identity):
+        raise ValueError(f"don't know how to convolutionalize avgpool {pool}")
+    return C, k
+
+
+class DenseNet(nn.Sequential):
+    """A convolutionalized classifier: ``features``, then ``fc6``, ``relu6``, … as convolutions.
+
+    ``geometry`` and ``min_size`` say which input window each output cell sees and how small an
+    input may be (computed from the layers when asked, so they follow later surgery); a smaller input
+    is a clear error instead of a pooling layer's shape complaint.
+    """
+
+    def __init__(self, layers: dict):
+        super().__init__()
+        for name, m in layers.items():
+            self.add_module(name, m)
+
+    @property
+    def geometry(self) -> Geometry:
+        return geometry(self)
+
+    @property
+    def min_size(self) -> int:
+        return min_input_size(self)
+
+    def grid(self, size) -> tuple[int, int]:
+        """Output grid (h, w) for an input of ``size`` = H or (H, W) pixels."""
+        H, W = (size, size) if isinstance(size, int) else size
+        return output_size(self, H), output_size(self, W)
+
+    def forward(self, x):
+        H, W = x.shape[-2:]
+        if min(output_size(self, H, strict=False), output_size(self, W, strict=False)) < 1:
+            n, g = min_input_size(self, strict=False), geometry(self, strict=False)
+            raise ValueError(
+                f"input {H}×{W} is smaller than one receptive field: this net needs at least {n}×{n} px "
+                f"(a field of {g.rf} px, of which up to {g.offset} px on each side may be zero padding); "
+                "pad or resize the image")
+        return super().forward(x)  # (N, K, h, w)
+
+
+def convolutionalize(classifier: nn.Module, decapitate: bool = False) -> DenseNet:
+    """The classifier as a fully convolutional net (an nn.Sequential), same weights (copied).
+
+    Children: ``features`` (a copy), then the classifier's layers renamed after the paper's AlexNet/
+    VGG: ``fc6`` (k×k conv), ``relu6``, ``drop6``, ``fc7`` (1×1), ``relu7``, ``drop7``, ``fc8`` (1×1).
+    A dropout is named after the layer whose output it drops (torchvision's AlexNet drops pool5's
+    output before fc6: ``drop5``). The AdaptiveAvgPool2d is dropped (see the module docstring).
+    ``decapitate=True`` discards the final classifier layer (``fc8``), as the paper does (Sec. 4.1).
+    """
+    C, k = fc6_shape(classifier)
+    head = list(classifier.classifier.children())
+    linears = [i for i, m in enumerate(head) if isinstance(m, nn.Linear)]
+    if decapitate:
+        head = head[:linears[-1]]
+    layers, n, in_ch = {"features": copy.deepcopy(classifier.features)}, 5, C
+    for m in head:
+        if isinstance(m, nn.Linear):
+            n += 1
+            layers[f"fc{n}"] = linear_to_conv(m, in_ch, k if n == 6 else 1)
+            in_ch = m.out_features
+        elif isinstance(m, (nn.ReLU, nn.Dropout)):
+            layers[f"{'relu' if isinstance(m, nn.ReLU) else 'drop'}{n}"] = copy.deepcopy(m)
+        else:
+            raise ValueError(f"don't know how to convolutionalize classifier layer {m}")
+    net = DenseNet(layers)
+    return net.train(classifier.training)
+
+
+def strip_padding(net: nn.Module) -> nn.Module:
+    """A copy with every convolution's and pooling's padding set to 0 (and pooling's ceil mode off).
+
+    The unpadded twin: every output cell of its convolutionalized form equals it run on that cell's
+    window, and its native input grows by 2·offset (AlexNet: 223 → 355 px).
+    """
+    twin = copy.deepcopy(net)
+    for m in twin.modules():
+        if isinstance(m, _SPATIAL):
+            m.padding = (0, 0) if isinstance(m, nn.Conv2d) else 0
+            if hasattr(m, "ceil_mode"):
+                m.ceil_mode = False
+    return twin
+
+
+def patches(x: torch.Tensor, size: int, stride: int, offset: int = 0):
+    """Every ``size``-px window at ``stride`` starting at −``offset`` (windows reaching outside the image
+    are skipped): (N·h·w, C, size, size) and the grid (h, w) with its first cell index (i0, j0)."""
+    H, W = x.shape[-2:]
+    i0 = math.ceil(offset / stride)              # first window that starts inside the image
+    top = i0 * stride - offset
+    h, w = (H - top - size) // stride + 1, (W - top - size) // stride + 1
+    if h < 1 or w < 1:
+        raise ValueError(f"a {H}×{W} input holds no {size}-px window at stride {stride}")
+    x = x[..., top:top + (h - 1) * stride + size, top:top + (w - 1) * stride + size]
+    p = x.unfold(2, size, stride).unfold(3, size, stride)             # (N, C, h, w, size, size)
+    p = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1], size, size)  # (N·h·w, C, size, size)
+    return p, (h, w), (i0, i0)
+
+
+def sliding_window(classifier: nn.Module, x: torch.Tensor, size: int, stride: int, offset: int = 0,
+                   batch_size: int | None = None) -> torch.Tensor:
+    """The naive alternative: the classifier on every window, ``batch_size`` windows at a time
+    (None: all at once; 1: one by one). Returns scores (N, K, h, w) for the cells of :func:`patches`."""
+    p, (h, w), _ = patches(x, size, stride, offset)
+    bs = batch_size or len(p)
+    out = torch.cat([classifier(p[i:i + bs]) for i in range(0, len(p), bs)])  # (N·h·w, K)
+    return out.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)              # (N, K, h, w)
+
+
+# ----------------------------------------------------------------------------- the efficiency claim
+def flops(model: nn.Module, shape) -> int:
+    """Forward FLOPs (a multiply-add counts 2) of ``model`` on an input of ``shape``, counted on the
+    meta device with torch.utils.flop_counter (nothing is computed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    meta = copy.deepcopy(model).to("meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta(torch.empty(shape, device="meta"))
+    return counter.get_total_flops()
+
+
+class _Clock:
+    """``start()`` / ``stop()`` → seconds: CUDA events on a GPU, else perf_counter after a device sync."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.cuda = device, device.type == "cuda"
+        if self.cuda:
+            self.events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+
+    def start(self):
+        import time
+        from .runtime import sync
+        if self.cuda:
+            self.events[0].record()
+        else:
+            sync(self.device)
+            self.t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        import time
+        from .runtime import sync
+        if self.cuda:
+            self.events[1].record()
+            self.events[1].synchronize()
+            return self.events[0].elapsed_time(self.events[1]) / 1e3
+        sync(self.device)
+        return time.perf_counter() - self.t0
+
+
+def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int = 224, device="cpu", reps: int = 3,
+                   backward: bool = True, single: int | None = None, batch_size: int | None = None,
+                   channels_last: bool = True) -> dict:
+    """Section 3.1's comparison, measured: the convolutionalized net in one pass over a ``size``² image
+    against the classifier on the ``patch``² window of every output cell (stride 32): all windows in
+    batches of ``batch_size`` (None: one batch), and one window at a time (``single``: time that many
+    and scale to all). Forward, and backward (weight gradients of the summed scores; the forward pass
+    off the clock). Both nets in eval mode and the same memory format; windows are cut beforehand.
+    Each figure is the best of ``reps`` after a warm-up, the paths interleaved so that a busy machine
+    slows them alike."""
+    from .runtime import pick_device
+    device = pick_device(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    clf = copy.deepcopy(classifier).to(device).eval().to(memory_format=fmt)
+    net = convolutionalize(clf).eval().to(memory_format=fmt)
+    x = torch.randn(1, 3, size, size, device=device).contiguous(memory_format=fmt)
+    p, (h, w), _ = patches(x, patch, net.geometry.stride)
+    p = p.contiguous(memory_format=fmt)                                # (h·w, 3, patch, patch)
+    if (h, w) != net.grid(size):
+        raise ValueError(f"{patch}-px windows give a {h}×{w} grid, the dense net {net.grid(size)}")
+    n = len(p)
+    k, bs = min(single or n, n), batch_size or n
+    paths = {"dense": lambda m: [net(x)],
+             "batched": lambda m: [clf(p[i:i + bs]) for i in range(0, n, bs)],
+             "single": lambda m: [clf(p[i:i + 1]) for i in range(m)]}
+    count = {"dense": 1, "batched": n, "single": k}
+    clock = _Clock(device)
+    best = {}
+    for rep in range(reps + 1):                    # rep 0 warms up (oneDNN/cuDNN choose their kernels)
+        for path, fn in paths.items():
+            m = count[path] if rep else 1
+            with torch.inference_mode():
+                clock.start(); fn(m); t = clock.stop()
+            times = [("forward", t)]
+            if backward:
+                clf.zero_grad(set_to_none=True), net.zero_grad(set_to_none=True)
+                outs, t = fn(m), 0.0
+                for out in outs:
+                    clock.start(); out.sum().backward(); t += clock.stop()
+                times.append(("backward", t))
+                del outs
+            for d, t in times:
+                if rep:
+                    best[d, path] = min(best.get((d, path), float("inf")), t * (n / k if path == "single" else 1))
+    ms = {d: {path: best[d, path] * 1e3 for path in paths} for d in ("forward", "backward") if (d, "dense") in best}
+    f_dense, f_patch = flops(net, (1, 3, size, size)), flops(clf, (1, 3, patch, patch))
+    return {"device": str(device), "threads": torch.get_num_threads(), "input": size, "patch": patch,
+            "grid": [h, w], "cells": n, "single_timed": k, "batch_size": bs, "channels_last": channels_last,
+            "reps": reps, "ms": ms, "speedup": {f"{d}_{path}": ms[d][path] / ms[d]["dense"]
+                                                 for d in ms for path in ("batched", "single")},
+            "gflops_dense": f_dense / 1e9, "gflops_naive": n * f_patch / 1e9,
+            "flop_ratio": n * f_patch / f_dense}
+
+
+def paper_speedups() -> dict:
+    """The paper's own §3.1 ratios, from its timings (fcnlib.paper.timing) and its grid: naive = the
+    grid's cells × one image's time, against the dense map's time."""
+    import re
+    from . import paper
+    t = paper.timing()
+    m = re.search(r"([0-9]+)×([0-9]+) grid of outputs", re.sub(r"\s+", " ", paper.text()))
+    cells = int(m.group(1)) * int(m.group(2))
+    return {"grid": [int(m.group(1)), int(m.group(2))], "cells": cells, **t,
+            "forward": cells * t["forward_single_ms"] / t["forward_dense_ms"],
+            "backward": cells * t["backward_single_ms"] / t["backward_dense_ms"]}
