@@ -1,0 +1,704 @@
+"""FCN-32s, FCN-16s, FCN-8s: classifiers made into segmentation nets, then given skips (§4.1, §4.2, Fig. 3).
+
+Public API (every builder returns an :class:`FCN`, in train mode; ``pad`` is conv1's padding)::
+
+    fcn32s(num_classes=21, width=1.0, weights=None, pad=100)    # VGG16 (channels × width, fc6 7×7);
+    fcn16s(...), fcn8s(...)                                     #   weights="imagenet": torchvision's, read
+                                                                #   from the local torch hub cache (width 1)
+    fcn_alexnet(num_classes=21, width=1.0, weights=None, pad=100)
+    fcn_googlenet(num_classes=21, weights=None, pad=100)        # torchvision's GoogLeNet (see its docstring)
+    fcn_from_classifier(classifier, variant="32s", num_classes=21, pad=100, source=None, fc6_padding=0)
+    vgg16_classifier(width=1.0, weights=None)                   # the classifier those builders transplant
+    standin_fcn(variant="32s", device="cpu", pad="equivalent", num_classes=None)  # the course's stand-in VGG16
+    equivalent_pad(classifier) -> int                           # conv1 padding putting its grid on the reference's
+    fcn16s_from(fcn32s_model), fcn8s_from(fcn16s_model)         # staged surgery: new skip scores zero
+    pool4_only_from(fcn32s_model)                               # §4.2's control: scores from pool4 alone
+    freeze_backbone(model); trainable(model) -> [names]         # FCN-32s-fixed: only score_fr learns
+    check_transplanted(model, probe=True, error=True) -> dict   # "why are all outputs zero?"
+    optimize_for_inference(model, device="cpu", compile=True)   # channels_last + torch.compile (freezing)
+
+``variant``: "32s", "16s", "8s", "pool4" (and "32s-fixed" for the builders that take a variant).
+An :class:`FCN` maps (N, 3, H, W) → scores (N, K, H, W) for any H, W. ``model.maps(x)``: the score
+maps of one pass (``score_fr`` stride 32, ``fuse_pool4`` 16, ``fuse_pool3`` 8, ``final``);
+``model.map_geometry()``: each map's (stride, centre); ``model.crop_offsets()``; ``model.describe()``
+and ``model.backbone_stages()``: the geometry Fig. 3 is drawn from; ``model.paths()``: the module path
+to each map (what :mod:`fcnlib.receptive_field` reads).
+
+The geometry is the reference implementation's (PAPER-FACTS.md): conv1_1 padded by 100, pooling in
+ceil mode, fc6 a k×k convolution (k = 7 for VGG16, the stand-in's fc6 grid for stand-ins), fc7 1×1,
+1×1 score layers, transposed-convolution upsampling (kernel 2f, stride f, bilinear; the final one
+fixed, the 2× ones learned). Every crop offset is computed from the layers' coordinate maps
+(:func:`fcnlib.receptive_field.crop_offset`) when the net is built — 19 (FCN-32s), 5 and 27 (FCN-16s),
+5, 9 and 31 (FCN-8s) for full-width VGG16 — nothing is typed in. Where a skip's map does not cover the
+upsampled map it is added to (the stand-in's 2×2 fc6 moves the coarse grid by 80 px relative to pool3
+and pool4), the skip's 1×1 score layer is zero-padded by the missing cells and the crop derived again.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import receptive_field as rf
+from .convolutionalize import convolutionalize
+from .upsample import fill_bilinear_, upsample_layer
+
+VARIANTS = ("32s", "16s", "8s", "pool4")
+REFERENCE_PAD = 100  # conv1_1's padding in the reference implementation (PAPER-FACTS.md)
+FINAL_FACTOR = {"32s": 32, "16s": 16, "8s": 8, "pool4": 16}
+TORCHVISION_WEIGHTS = {"vgg16": "vgg16-397923af.pth", "alexnet": "alexnet-owt-7be5be79.pth",
+                       "googlenet": "googlenet-1378be20.pth"}
+
+
+class NotTransplantedError(RuntimeError):
+    """An FCN whose backbone holds no classifier weights (see :func:`check_transplanted`)."""
+
+
+def score_layer(in_channels: int, num_classes: int, padding: int = 0) -> nn.Conv2d:
+    """A 1×1 class-scoring convolution, zero-initialized (§4.3: random init was no better)."""
+    conv = nn.Conv2d(in_channels, num_classes, 1, padding=padding)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def fixed_upsample(channels: int, factor: int, kernel: int | None = None) -> nn.ConvTranspose2d:
+    """The final, fixed bilinear upsampling (§4.3): :func:`fcnlib.upsample.upsample_layer` with
+    ``depthwise=True`` — the reference's bilinear filter on the channel diagonal, stored as
+    groups = channels, which skips the K² − K zero filters (21× fewer multiply-adds for 21 classes).
+    Kernel 2·factor; another ``kernel`` (AlexNet's grid needs 2·factor − 1) is filled the same way.
+    """
+    if kernel in (None, 2 * factor):
+        return upsample_layer(channels, factor, learnable=False, depthwise=True)
+    layer = nn.ConvTranspose2d(channels, channels, kernel, stride=factor, groups=channels, bias=False)
+    fill_bilinear_(layer)
+    layer.weight.requires_grad_(False)
+    return layer
+
+
+def _last_out_channels(module: nn.Module) -> int:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"no convolution in {type(module).__name__}: cannot tell its channels")
+    return convs[-1].out_channels
+
+
+class FCN(nn.Module):
+    """A fully convolutional net with zero, one or two skips (Fig. 3).
+
+    Children: ``to_pool3``, ``to_pool4``, ``to_pool5`` (the classifier's convolutions, cut where the
+    stride reaches 8 and 16), ``fc`` (fc6, relu6, drop6, fc7, relu7, drop7 as convolutions), the
+    zero-initialized 1×1 scores ``score_fr`` / ``score_pool4`` / ``score_pool3``, the learned 2×
+    upsamplings ``upscore2`` / ``upscore_pool4`` (bilinear at start), the fixed final ``upscore``
+    and the :class:`~fcnlib.receptive_field.Crop` modules ``crop_pool4``, ``crop_pool3``, ``crop``
+    with offsets from the coordinate maps. ``variant``: "32s", "16s", "8s" or "pool4" (§4.2's
+    control: scores from pool4 alone, no fc path). The buffer ``transplanted`` records whether the
+    backbone holds a classifier's weights (kept in checkpoints).
+    """
+
+    def __init__(self, to_pool3: nn.Module, to_pool4: nn.Module, to_pool5: nn.Module, fc: nn.Module,
+                 num_classes: int = 21, variant: str = "32s", arch: str = "vgg16", source: str = "",
+                 channels: tuple[int, int, int] | None = None):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
+        self.variant, self.arch, self.num_classes, self.source = variant, arch, num_classes, source
+        self.to_pool3, self.to_pool4, self.to_pool5, self.fc = to_pool3, to_pool4, to_pool5, fc
+        self.register_buffer("transplanted", torch.tensor(bool(source)))
+        K = num_classes
+        c3, c4, c7 = channels or tuple(_last_out_channels(m) for m in (to_pool3, to_pool4, fc))
+        self.channels = {"pool3": c3, "pool4": c4, "pool5": channels[2] if channels else
+                         _last_out_channels(to_pool5), "fc7": c7}
+        p3, p4 = [to_pool3], [to_pool3, to_pool4]
+        if variant != "pool4":
+            self.score_fr = score_layer(c7, K)
+            coarse = [to_pool3, to_pool4, to_pool5, fc, self.score_fr]          # stride 32
+        if variant in ("16s", "8s"):
+            self.upscore2 = upsample_layer(K, 2, learnable=True)               # learned, bilinear at start
+            self.score_pool4 = score_layer(c4, K)
+            up = coarse + [self.upscore2]                                        # stride 16
+            self.crop_pool4 = rf.Crop(_skip_offset(p4, self.score_pool4, up))
+            coarse = up
+        if variant == "8s":
+            self.upscore_pool4 = upsample_layer(K, 2, learnable=True)
+            self.score_pool3 = score_layer(c3, K)
+            up = coarse + [self.upscore_pool4]                                   # stride 8
+            self.crop_pool3 = rf.Crop(_skip_offset(p3, self.score_pool3, up))
+            coarse = up
+        if variant == "pool4":
+            self.score_pool4 = score_layer(c4, K)
+            coarse = p4 + [self.score_pool4]
+        self.upscore, offset = _final_upsample(coarse, K, FINAL_FACTOR[variant])
+        self.crop = rf.Crop(offset)
+        self.fast_upsample = True  # False: upscore then crop as two modules (for graph tracing)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x):
+        return self._run(x, None)
+
+    def maps(self, x) -> dict:
+        """Every score map of one forward pass: ``score_fr`` (stride 32, the coarse map), the
+        cropped skip scores and fused maps (``fuse_pool4`` stride 16, ``fuse_pool3`` stride 8),
+        and ``final`` (N, K, H, W)."""
+        out = {}
+        self._run(x, out)
+        return out
+
+    def _run(self, x, keep):
+        pool3 = self.to_pool3(x)                    # (N, C3, ~(H+198)/8, …) with pad 100
+        pool4 = self.to_pool4(pool3)                # (N, C4, …/16)
+        if self.variant == "pool4":
+            score = self.score_pool4(pool4)         # (N, K, …/16)
+        else:
+            score = self.score_fr(self.fc(self.to_pool5(pool4)))  # (N, K, h, w), stride 32
+        if keep is not None:
+            keep["score_fr" if self.variant != "pool4" else "score_pool4"] = score
+        if self.variant in ("16s", "8s"):
+            up2 = self.upscore2(score)              # (N, K, 2h + 2, 2w + 2)
+            skip = self.crop_pool4(self.score_pool4(pool4), up2)
+            score = up2 + skip                      # fuse_pool4, stride 16
+            if keep is not None:
+                keep.update(upscore2=up2, score_pool4c=skip, fuse_pool4=score)
+        if self.variant == "8s":
+            up4 = self.upscore_pool4(score)
+            skip = self.crop_pool3(self.score_pool3(pool3), up4)
+            score = up4 + skip                      # fuse_pool3, stride 8
+            if keep is not None:
+                keep.update(upscore_pool4=up4, score_pool3c=skip, fuse_pool3=score)
+        if self.fast_upsample:
+            out = upsample_window(score, self.upscore, self.crop.offset, x.shape[-2:])  # (N, K, H, W)
+        else:
+            out = self.crop(self.upscore(score), x)  # the same numbers, the whole map upsampled first
+        if keep is not None:
+            keep["final"] = out
+        return out
+
+    # ------------------------------------------------------------------ geometry
+    def paths(self) -> dict:
+        """The module path from the input to each named map (for receptive_field's coord maps)."""
+        p = {"pool3": [self.to_pool3], "pool4": [self.to_pool3, self.to_pool4]}
+        p["pool5"] = p["pool4"] + [self.to_pool5]
+        p["fc7"] = p["pool5"] + [self.fc]
+        if self.variant == "pool4":
+            p["score_pool4"] = p["pool4"] + [self.score_pool4]
+            p["upscore"] = p["score_pool4"] + [self.upscore]
+            return p
+        p["score_fr"] = p["fc7"] + [self.score_fr]
+        last = p["score_fr"]
+        if self.variant in ("16s", "8s"):
+            p["score_pool4"] = p["pool4"] + [self.score_pool4]
+            p["upscore2"] = p["fuse_pool4"] = last = p["score_fr"] + [self.upscore2]
+        if self.variant == "8s":
+            p["score_pool3"] = p["pool3"] + [self.score_pool3]
+            p["upscore_pool4"] = p["fuse_pool3"] = last = last + [self.upscore_pool4]
+        p["upscore"] = last + [self.upscore]
+        return p
+
+    def backbone_stages(self) -> list[dict]:
+        """The backbone's downsampling layers in order (pool1 … pool5 for VGG16): name, stride (from
+        the coordinate maps) and channels of the map each one outputs."""
+        layers = geometry_path([self.to_pool3, self.to_pool4, self.to_pool5])
+        out, channels = [], None
+        for i, m in enumerate(layers):
+            if isinstance(m, nn.Conv2d):
+                channels = m.out_channels
+            s = getattr(m, "stride", 1)
+            if isinstance(m, (nn.MaxPool2d, nn.Conv2d)) and (s if isinstance(s, int) else s[0]) > 1:
+                stride = _coord_map(layers[:i + 1])[0]
+                out.append({"name": f"pool{len(out) + 1}" if isinstance(m, nn.MaxPool2d) else f"conv{len(out) + 1}",
+                            "stride": int(stride), "channels": channels, "kernel": m.kernel_size
+                            if isinstance(m.kernel_size, int) else m.kernel_size[0]})
+        return out
+
+    def map_geometry(self) -> dict:
+        """``{map: (stride, centre)}``: input coordinate of unit u = stride · u + centre (Caffe's
+        coord map; the crops move it), for every map of :meth:`maps`."""
+        g = {name: _coord_map(path) for name, path in self.paths().items()}
+        for skip, crop in (("score_pool4", "crop_pool4"), ("score_pool3", "crop_pool3")):
+            if hasattr(self, crop):
+                s, c = g[skip]
+                g[skip + "c"] = (s, c + s * getattr(self, crop).offset[0])
+        if self.variant in ("16s", "8s"):
+            g["fuse_pool4"] = g["upscore2"]
+        if self.variant == "8s":
+            g["fuse_pool3"] = g["upscore_pool4"]
+        s, c = g["upscore"]
+        g["final"] = (s, c + s * self.crop.offset[0])
+        return g
+
+    def crop_offsets(self) -> dict:
+        """The crops' offsets (derived at construction): ``{"pool4": …, "pool3": …, "final": …}``."""
+        out = {}
+        for key, name in (("pool4", "crop_pool4"), ("pool3", "crop_pool3"), ("final", "crop")):
+            if hasattr(self, name):
+                out[key] = getattr(self, name).offset[0]
+        return out
+
+    def describe(self) -> dict:
+        """Layer geometry for Fig. 3, read from the modules: each map's stride, channels, and the
+        crops, score layers and upsamplings with their kernels and strides."""
+        geo = self.map_geometry()
+        chans = dict(self.channels)
+        fc6 = next((m for m in self.fc.modules() if isinstance(m, nn.Conv2d)), None)
+        ups = {n: {"kernel": m.kernel_size[0], "stride": m.stride[0], "learned": m.weight.requires_grad}
+               for n, m in self.named_children() if isinstance(m, nn.ConvTranspose2d)}
+        return {"variant": self.variant, "arch": self.arch, "num_classes": self.num_classes,
+                "strides": {k: float(s) for k, (s, _) in geo.items()},
+                "channels": {**chans, **{k: self.num_classes for k in geo if k not in chans}},
+                "crops": self.crop_offsets(), "upsampling": ups,
+                "fc6_kernel": fc6.kernel_size[0] if fc6 else None, "conv1_padding": _first_conv(self).padding[0],
+                "skip_padding": {n: m.padding[0] for n, m in self.named_children()
+                                 if n.startswith("score_pool") and m.padding[0]}}
+
+
+def upsample_window(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -> torch.Tensor:
+    """``Crop(offset)(up(score), like)`` for a (N, K, h, w) ``score`` and ``like`` of ``size`` (H, W),
+    computed on the input cells that reach the kept window only — the same sums, so the same numbers.
+
+    With conv1 padded by 100 the upsampled map is mostly padding (a 64-px image: 312² outputs, of
+    which 64² are kept); the kept rows [o, o + H) get contributions from cells k with
+    k·f ≤ p < k·f + kernel only. Upsampling those cells alone is 30× faster on a CPU.
+    """
+    f, kern = up.stride[0], up.kernel_size[0]
+    (oh, ow), (H, W) = offset, size
+    rows = (max(0, -(-(oh - kern + 1) // f)), min(score.shape[-2] - 1, (oh + H - 1) // f))
+    cols = (max(0, -(-(ow - kern + 1) // f)), min(score.shape[-1] - 1, (ow + W - 1) // f))
+    y = up(score[..., rows[0]:rows[1] + 1, cols[0]:cols[1] + 1])   # (N, K, (m + 1)·f, …)
+    top, left = oh - rows[0] * f, ow - cols[0] * f
+    if top + H > y.shape[-2] or left + W > y.shape[-1]:
+        raise ValueError(f"the ×{f} upsampled scores do not cover the {H}×{W} input at offset {offset}")
+    return y[..., top:top + H, left:left + W]
+
+
+def _first_conv(model) -> nn.Conv2d:
+    return next(m for m in model.to_pool3.modules() if isinstance(m, nn.Conv2d))
+
+
+def geometry_path(path) -> list:
+    """``path`` flattened to layers whose geometry :mod:`fcnlib.receptive_field` reads: Sequentials
+    are opened, and a subclass of ``nn.Conv2d`` with its own forward (convolutionalize's ``FCConv2d``
+    computes fc6 as im2col + a matrix product, which torch.fx would trace into) is replaced by a
+    weightless ``nn.Conv2d`` of the same kernel, stride, padding and dilation."""
+    out = []
+    for m in path:
+        if type(m) is nn.Sequential:
+            out.extend(geometry_path(list(m)))
+        elif isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
+            out.append(nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                 m.dilation, m.groups, m.bias is not None, device="meta"))
+        else:
+            out.append(m)
+    return out
+
+
+def _coord_map(path):
+    return rf.coord_map(geometry_path(path))
+
+
+def _crop_offset(bottom, reference) -> int:
+    return rf.crop_offset(geometry_path(bottom), geometry_path(reference))
+
+
+def _skip_offset(bottom: list, score: nn.Conv2d, reference: list) -> int:
+    """Crop offset of a skip's scores against the upsampled map they are added to, from the coord
+    maps. Where the skip's map does not cover the reference's — its first unit lies after the
+    reference's (a negative offset), or for some input sizes it ends too early — the 1×1 score layer
+    is zero-padded by the missing cells (the least padding that fits the most input sizes of 1…160,
+    from the layer arithmetic), and the crop is again computed by crop_offset. With conv1 padded
+    (100, or :func:`equivalent_pad`) the padded cells lie in conv1's padding, away from the image."""
+    (sb, cb), (sr, cr) = _coord_map(bottom + [score]), _coord_map(reference)
+    raw = (cr - cb) / sb
+    if sb != sr or raw.denominator != 1:
+        return _crop_offset(bottom + [score], reference)  # raises the GeometryError that says why
+    first = max(0, -int(raw))
+    best = None
+    for pad in range(first, first + 9):   # the fewest sizes that do not fit, with the least padding
+        score.padding = (pad, pad)
+        bad = len(rf.misaligned_sizes([(geometry_path(bottom + [score]), geometry_path(reference))],
+                                      range(1, 161)))
+        if best is None or bad < best[0]:
+            best = (bad, pad)
+        if bad == 0:
+            break
+    score.padding = (best[1], best[1])
+    return _crop_offset(bottom + [score], reference)
+
+
+def _final_upsample(path: list, channels: int, factor: int):
+    """The fixed bilinear upsampling to the image and its crop offset: kernel 2f if that puts the
+    map on the pixel grid, else 2f − 1 (AlexNet's odd-centred grid; the reference uses 63 there)."""
+    err = None
+    for kernel in (2 * factor, 2 * factor - 1):
+        up = fixed_upsample(channels, factor, kernel)
+        try:
+            return up, _crop_offset(path + [up], [])
+        except rf.GeometryError as e:
+            err = err or e   # the kernel-2f error says more (e.g. a negative offset)
+    raise rf.GeometryError(f"the final ×{factor} upsampling cannot be aligned with the image: {err}. "
+                           "A negative offset means the coarse map does not reach the image's top-left "
+                           "corner: pad conv1 more (the paper pads by 100)")
+
+
+# ---------------------------------------------------------------------- transplant (§4.1)
+def _split_at_strides(features: nn.Sequential, pad: int):
+    """Copy of ``features`` with conv1 padded by ``pad`` and ceil-mode pooling, cut into the layers
+    up to stride 8 (pool3 in VGG16, pool1 in AlexNet), up to 16, and the rest."""
+    layers = [copy.deepcopy(m) for m in features]
+    first = next(m for m in layers if isinstance(m, nn.Conv2d))
+    first.padding = (pad, pad)
+    cuts, stride = [], 1
+    for i, m in enumerate(layers):
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = True          # Caffe's pooling rounds up: every input size gives an output
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            stride *= s
+            if s > 1 and stride in (8, 16):
+                cuts.append(i + 1)
+    if len(cuts) != 2 or stride != 32:
+        raise ValueError(f"expected a backbone reaching strides 8, 16 and 32, got total stride {stride}")
+    return (nn.Sequential(*layers[:cuts[0]]), nn.Sequential(*layers[cuts[0]:cuts[1]]),
+            nn.Sequential(*layers[cuts[1]:]))
+
+
+def fcn_from_classifier(classifier: nn.Module, variant: str = "32s", num_classes: int = 21,
+                        pad: int = REFERENCE_PAD, source: str | None = None, fc6_padding: int = 0) -> FCN:
+    """Transplant a classifier into an FCN (§4.1): decapitate it, convolutionalize fc6/fc7
+    (:func:`fcnlib.convolutionalize.convolutionalize`: fc6 becomes a k×k convolution over the grid
+    it read), pad conv1 by ``pad`` and pool in ceil mode, and add zero-initialized score layers and
+    bilinear upsampling. ``variant`` "32s-fixed" is "32s" with :func:`freeze_backbone`.
+
+    The weights are copied: the FCN and the classifier share no tensors. ``source`` names where the
+    weights came from (recorded; ``""`` marks a random classifier, which :func:`check_transplanted`
+    then reports). ``fc6_padding`` pads fc6 (0 in the paper; ``pad=1, fc6_padding=3`` is the
+    "same"-padded net that :mod:`benchmarks.bench_fcn` compares the paper's padding of 100 with).
+    """
+    fixed = variant == "32s-fixed"
+    variant = "32s" if fixed else variant
+    dense = convolutionalize(classifier, decapitate=True)
+    to_pool3, to_pool4, to_pool5 = _split_at_strides(dense.features, pad)
+    fc = nn.Sequential(OrderedDict((n, m) for n, m in dense.named_children() if n != "features"))
+    fc.fc6.padding = (fc6_padding, fc6_padding)
+    n_conv = sum(isinstance(m, nn.Conv2d) for m in dense.features.modules())
+    arch = {13: "vgg16", 5: "alexnet"}.get(n_conv, f"{type(classifier).__name__.lower()}-{n_conv}conv")
+    if source is None:  # a classifier handed in is taken to be trained ("" marks a random one)
+        source = getattr(classifier, "source", None) or f"{type(classifier).__name__} classifier"
+    model = FCN(to_pool3, to_pool4, to_pool5, fc, num_classes, variant, arch, source=source)
+    model.train(classifier.training)
+    return freeze_backbone(model) if fixed else model
+
+
+def _torchvision_classifier(arch: str, weights):
+    import torchvision
+    ctor = getattr(torchvision.models, arch)
+    kw = {"aux_logits": False, "init_weights": True} if arch == "googlenet" else {}
+    model = ctor(weights=None, **kw)
+    if weights is None:
+        return model, ""
+    if weights != "imagenet":
+        raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+    from . import tiers
+    path = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_WEIGHTS[arch]
+    tiers.require({f"torchvision {arch} ImageNet weights": path},
+                  how=f"Put torchvision's {TORCHVISION_WEIGHTS[arch]} into {path.parent} (e.g. copy it from a "
+                      f"machine where torchvision.models.{arch}(weights='DEFAULT') has run).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if arch != "googlenet" and (missing or unexpected):
+        raise RuntimeError(f"{path} does not fit torchvision's {arch}: missing {missing}, unexpected {unexpected}")
+    return model, f"torchvision {arch} ImageNet ({path.name})"
+
+
+def _vgg16(width: float, weights):
+    if weights is not None and width != 1.0:
+        raise ValueError("ImageNet weights exist for full width only: use width=1.0 with weights='imagenet'")
+    if width == 1.0:
+        return _torchvision_classifier("vgg16", weights)
+    from .classifiers import vgg16_standin
+    return vgg16_standin(width=width, num_classes=1000, crop=224), ""
+
+
+def vgg16_classifier(width: float = 1.0, weights=None) -> nn.Module:
+    """The classifier the VGG16 builders transplant: torchvision's VGG16 (``weights="imagenet"``:
+    from the local torch hub cache, never downloaded) or, for ``width`` < 1, the same layers with
+    channels × width (fc6 7×7). Its ``source`` attribute says where its weights came from ("" if
+    random)."""
+    classifier, source = _vgg16(width, weights)
+    classifier.source = source
+    return classifier
+
+
+def fcn32s(num_classes: int = 21, width: float = 1.0, weights=None, pad: int = REFERENCE_PAD) -> FCN:
+    """FCN-32s on VGG16 (channels × ``width``; fc6 7×7). ``weights``: None (random backbone — not
+    transplanted, see :func:`check_transplanted`) or "imagenet" (torchvision's weights, read from the
+    local torch hub cache, never downloaded)."""
+    classifier, source = _vgg16(width, weights)
+    return fcn_from_classifier(classifier, "32s", num_classes, pad, source=source)
+
+
+def fcn16s(num_classes: int = 21, width: float = 1.0, weights=None, pad: int = REFERENCE_PAD) -> FCN:
+    """FCN-16s built directly (for training it, prefer ``fcn16s_from(trained_fcn32s)``, §4.2)."""
+    classifier, source = _vgg16(width, weights)
+    return fcn_from_classifier(classifier, "16s", num_classes, pad, source=source)
+
+
+def fcn8s(num_classes: int = 21, width: float = 1.0, weights=None, pad: int = REFERENCE_PAD) -> FCN:
+    """FCN-8s built directly (for training it, prefer ``fcn8s_from(trained_fcn16s)``, §4.2)."""
+    classifier, source = _vgg16(width, weights)
+    return fcn_from_classifier(classifier, "8s", num_classes, pad, source=source)
+
+
+def fcn_alexnet(num_classes: int = 21, width: float = 1.0, weights=None, pad: int = REFERENCE_PAD) -> FCN:
+    """FCN-AlexNet (Table 1): torchvision's AlexNet (channels × ``width``), fc6 6×6, stride 32.
+    Its skips would tap pool1 (stride 8) and pool2 (16); the paper makes skip nets on VGG16 only."""
+    if width == 1.0:
+        classifier, source = _torchvision_classifier("alexnet", weights)
+    else:
+        if weights is not None:
+            raise ValueError("ImageNet weights exist for full width only")
+        from .classifiers import alexnet_standin
+        classifier, source = alexnet_standin(width=width, num_classes=1000, crop=224), ""
+    return fcn_from_classifier(classifier, "32s", num_classes, pad, source=source)
+
+
+def fcn_googlenet(num_classes: int = 21, weights=None, pad: int = REFERENCE_PAD) -> FCN:
+    """FCN-GoogLeNet (Table 1) from torchvision's GoogLeNet: conv1 … inception5b, dropout, score layer
+    (the paper keeps only the final loss layer and discards the final average pooling, §4.1).
+
+    torchvision's GoogLeNet is not the paper's: batch norm after every convolution, 3×3 convolutions
+    in the "5×5" branch and a 2×2 pool4 (receptive field 571, not 907; tests/test_receptive_field.py).
+    Its ``transform_input`` is not applied (feed ImageNet-normalized images). Full width only; no
+    fc layers (``fc`` is the dropout). Skips tap inception3b (stride 8) and inception4e (stride 16).
+    """
+    g, source = _torchvision_classifier("googlenet", weights)
+    g.conv1.conv.padding = (pad, pad)
+    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+             "inception5a", "inception5b"]
+    for n in names:
+        if isinstance(getattr(g, n), nn.MaxPool2d):
+            getattr(g, n).ceil_mode = True
+    seq = lambda ns: nn.Sequential(OrderedDict((n, getattr(g, n)) for n in ns))  # noqa: E731
+    # cut after the layers reaching strides 8 (maxpool2 … inception3b) and 16 (maxpool3 … inception4e)
+    return FCN(seq(names[:7]), seq(names[7:13]), seq(names[13:]), nn.Sequential(nn.Dropout(0.4)),
+               num_classes, "32s", "googlenet", source, channels=(480, 832, 1024))
+
+
+# ---------------------------------------------------------------------- staged surgery (§4.2)
+def _upgrade(model: FCN, variant: str) -> FCN:
+    """A new FCN of ``variant`` with a copy of ``model``'s backbone and every score/upsampling layer
+    the two share; the new skip score layers are zero (so the fused map starts unchanged)."""
+    parts = [copy.deepcopy(getattr(model, n)) for n in ("to_pool3", "to_pool4", "to_pool5", "fc")]
+    if variant == "pool4":   # no fc path: pool5, fc6 and fc7 are not part of the net
+        parts[2:] = [nn.Sequential(), nn.Sequential()]
+    new = FCN(*parts, num_classes=model.num_classes, variant=variant, arch=model.arch,
+              source=model.source, channels=tuple(model.channels[k] for k in ("pool3", "pool4", "fc7")))
+    new.transplanted.copy_(model.transplanted)
+    for name in ("score_fr", "upscore2", "score_pool4", "upscore_pool4", "score_pool3"):
+        if hasattr(model, name) and hasattr(new, name):
+            getattr(new, name).load_state_dict(getattr(model, name).state_dict())
+    for name, p in new.named_parameters():   # an FCN-32s-fixed parent may have frozen its backbone
+        p.requires_grad_(not name.startswith("upscore.")) if not name.startswith("upscore.") else None
+    return new.to(next(model.parameters()).device).train(model.training)
+
+
+def fcn16s_from(fcn32s_model: FCN) -> FCN:
+    """FCN-16s initialized from a trained FCN-32s (§4.2): same backbone and ``score_fr``; a new 1×1
+    ``score_pool4`` (zero) and a 2× ``upscore2`` (bilinear, learned). At step 0 the stride-16 fused map
+    is exactly the FCN-32s's coarse scores upsampled 2× (the skip adds zeros)."""
+    if fcn32s_model.variant != "32s":
+        raise ValueError(f"fcn16s_from needs an FCN-32s, got FCN-{fcn32s_model.variant}")
+    return _upgrade(fcn32s_model, "16s")
+
+
+def fcn8s_from(fcn16s_model: FCN) -> FCN:
+    """FCN-8s from a trained FCN-16s: adds a zero ``score_pool3`` and a learned 2× ``upscore_pool4``."""
+    if fcn16s_model.variant != "16s":
+        raise ValueError(f"fcn8s_from needs an FCN-16s, got FCN-{fcn16s_model.variant}")
+    return _upgrade(fcn16s_model, "8s")
+
+
+def pool4_only_from(fcn32s_model: FCN) -> FCN:
+    """§4.2's control "learning from the pool4 layer alone": FCN-32s's layers up to pool4, a zero 1×1
+    ``score_pool4`` and a fixed ×16 upsampling — no fc6/fc7 path."""
+    return _upgrade(fcn32s_model, "pool4")
+
+
+def freeze_backbone(model: FCN) -> FCN:
+    """FCN-32s-fixed (Table 2's first row): only the last layer (``score_fr``) is trained."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("score_fr."))
+    return model
+
+
+def trainable(model: nn.Module) -> list[str]:
+    """Names of the parameters that training will change."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def equivalent_pad(classifier: nn.Module, reference_kernel: int = 7, reference_pad: int = REFERENCE_PAD) -> int:
+    """conv1 padding that puts this classifier's coarse FCN grid where the reference's is.
+
+    The reference pads conv1 by 100 for VGG16, whose fc6 is 7×7. A classifier with the same
+    convolutions but a k×k fc6 (the stand-in: 2×2) centres its coarse cells 32·(7 − k)/2 px further
+    left; padding that much less puts every coarse cell, and so the final crops (19, 27, 31), exactly
+    where the reference has them — the same output grid over the image at a fraction of the cost
+    (a 64-px image is convolved at 104² instead of 264²). Computed from the coordinate maps.
+    """
+    dense = convolutionalize(classifier, decapitate=True)
+    feats = geometry_path(list(dense.features))
+    first = next(m for m in feats if isinstance(m, nn.Conv2d))
+    first.padding = (0, 0)
+    for m in feats:
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = True
+    k = dense.fc6.kernel_size[0]
+    c_own = _coord_map(feats + [nn.Conv2d(1, 1, k, device="meta")])[1]
+    c_ref = _coord_map(feats + [nn.Conv2d(1, 1, reference_kernel, device="meta")])[1]
+    pad = reference_pad + c_own - c_ref
+    if pad.denominator != 1 or pad < 0:
+        raise rf.GeometryError(f"no conv1 padding puts a {k}×{k} fc6's grid on the reference's (got {pad})")
+    return int(pad)
+
+
+def standin_fcn(variant: str = "32s", device="cpu", pad: int | str = "equivalent",
+                num_classes: int | None = None) -> FCN:
+    """An FCN built from the course's pretrained stand-in VGG16 (:func:`fcnlib.pretrain.pretrained`),
+    the embedded tier's substitute for ImageNet weights. ``variant``: "32s", "32s-fixed", "16s", "8s".
+    ``pad``: conv1's padding; "equivalent" (default) is :func:`equivalent_pad` — 20 for the stand-in's
+    2×2 fc6, the reference's coarse grid and final crops; 100 is the reference's number itself."""
+    from . import pretrain
+    from .data import NUM_CLASSES
+    classifier = pretrain.pretrained("vgg16", device="cpu")
+    if pad == "equivalent":
+        pad = equivalent_pad(classifier)
+    model = fcn_from_classifier(classifier, variant, num_classes or NUM_CLASSES, pad, source="standin-vgg16")
+    return model.to(device)
+
+
+# ---------------------------------------------------------------------- the "all zeros" check
+@torch.no_grad()
+def check_transplanted(model: FCN, probe: bool = True, error: bool = True) -> dict:
+    """Make sure the FCN's backbone holds a classifier's weights; else raise (or warn) with what to do.
+
+    The reference repository's most common question is "why are all outputs zero". An FCN's score
+    layers are zero-initialized (§4.3), so *every* new FCN outputs exactly 0 (uniform scores →
+    argmax background) until it trains; with a transplanted backbone the gradient of the loss
+    moves ``score_fr`` at the first step. Without one (weights never loaded, a random or zero
+    backbone) fc7 carries little or nothing, training crawls or stays stuck, and the net predicts
+    background everywhere. Checks: the ``transplanted`` flag set by the builders that copy weights
+    (kept in checkpoints), and with ``probe`` a forward pass showing fc7 responds to its input.
+    Returns ``{"transplanted", "source", "fc7_active", "fc7_varies", "outputs_all_zero"}``.
+    """
+    dev = next(model.parameters()).device
+    report = {"transplanted": bool(model.transplanted), "source": model.source}
+    problems = []
+    if not report["transplanted"]:
+        problems.append("no classifier's weights were transplanted into its backbone (it was built with "
+                        "weights=None, or from a state dict that never held them)")
+    if probe:
+        was = model.training
+        model.eval()
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 3, 32, 32, generator=g).to(dev)
+        fc7 = model.fc(model.to_pool5(model.to_pool4(model.to_pool3(x))))
+        out = model(x)
+        model.train(was)
+        report.update(fc7_active=(fc7 != 0).float().mean().item(),
+                      fc7_varies=(fc7[0] - fc7[1]).abs().max().item() > 1e-6 * (1 + fc7.abs().max().item()),
+                      outputs_all_zero=bool((out == 0).all()))
+        if report["fc7_active"] == 0 or not report["fc7_varies"]:
+            problems.append("fc7 gives the same (or zero) response to different images: the backbone is dead")
+    if problems:
+        msg = ("FCN-" + model.variant + ": " + "; ".join(problems) + ". Its zero-initialized score layers "
+               "then stay near zero and it predicts background everywhere ('why are all outputs zero?'). "
+               "Build it from a trained classifier — fcn_from_classifier(classifier), standin_fcn(...), "
+               "fcn32s(weights='imagenet') — or load a trained FCN's checkpoint. Training from scratch on "
+               "purpose? Set model.transplanted.fill_(True) to silence this check.")
+        if error:
+            raise NotTransplantedError(msg)
+        warnings.warn(msg, stacklevel=2)
+    return report
+
+
+# ---------------------------------------------------------------------- inference
+class _Fallback(nn.Module):
+    """Runs the compiled module; on a compile failure at the first call, says why and runs eager."""
+
+    def __init__(self, compiled, eager):
+        super().__init__()
+        self.compiled, self.eager, self.failed = compiled, eager, None
+
+    def forward(self, x):
+        if self.failed is None:
+            try:
+                # Inductor compiles at the first call: freezing must be on then (as torch.compile's
+                # options={"freezing": True} it is not applied here), and stays on for every call
+                import torch._inductor.config as inductor_config
+                with torch.no_grad(), inductor_config.patch(freezing=True):
+                    return self.compiled(x)
+            except Exception as e:  # noqa: BLE001 — any compiler/toolchain failure falls back
+                self.failed = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                warnings.warn(f"torch.compile failed ({self.failed}); running the eager model instead",
+                              stacklevel=2)
+        return self.eager(x)
+
+
+def plain_convolutions(model: nn.Module) -> nn.Module:
+    """``model`` (in place) with every subclass of ``nn.Conv2d`` that has its own forward — such as
+    convolutionalize's ``FCConv2d`` (fc6 as im2col + matrix product) — replaced by a plain
+    ``nn.Conv2d`` with the same weights, which oneDNN/cuDNN run and Inductor's freezing prepacks."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.Conv2d) and type(child) is not nn.Conv2d:
+            conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                             child.padding, child.dilation, child.groups, child.bias is not None,
+                             device=child.weight.device, dtype=child.weight.dtype)
+            conv.load_state_dict(child.state_dict())
+            conv.requires_grad_(child.weight.requires_grad)
+            setattr(model, name, conv)
+        else:
+            plain_convolutions(child)
+    return model
+
+
+def optimize_for_inference(model: nn.Module, device="cpu", compile: bool = True) -> nn.Module:
+    """An inference-only version of ``model`` on ``device`` (eval mode, no gradients).
+
+    - CPU: channels_last weights and inputs, then ``torch.compile`` with Inductor's ``freezing``
+      (weights folded as constants, convolutions prepacked for oneDNN); if compiling is unavailable
+      or fails (no C++ compiler, unsupported platform) a warning says why and the eager channels_last
+      model runs. CPU bf16 is not used: it is several times slower than fp32 on most CPUs.
+    - CUDA: channels_last and bf16 autocast (``fcnlib.runtime.autocast``), compiled the same way.
+    Call the result like the model: ``opt(x)`` (x is made channels_last). Compiling takes seconds
+    at the first call.
+    """
+    from .runtime import autocast, pick_device
+    device = pick_device(device) if isinstance(device, str) else torch.device(device)
+    eager = plain_convolutions(copy.deepcopy(model)).eval().to(device).to(memory_format=torch.channels_last)
+    for p in eager.parameters():
+        p.requires_grad_(False)
+
+    class _Infer(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad(), autocast(device):
+                return self.net(x)
+
+    infer = _Infer(eager)
+    if not compile:
+        return infer
+    try:
+        compiled = torch.compile(eager)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"torch.compile is unavailable ({type(e).__name__}: {e}); using eager channels_last",
+                      stacklevel=2)
+        return infer
+    return _Infer(_Fallback(compiled, eager))
