@@ -6,34 +6,17 @@ bincount (score.py's fast_hist), measured side by side in one run.
 8 label maps of 500×500, 21 classes, about 5% void (255). Prints megapixels per second and the ratio.
 """
 import argparse
-import statistics
-import time
-
 import numpy as np
 import torch
 
 from fcnlib import metrics
-from fcnlib.runtime import pick_device, sync
+from fcnlib.runtime import median_times, pick_device
 
 
 def fast_hist(a, b, n):
     """The reference implementation's confusion matrix (NumPy, masks out void)."""
     k = (a >= 0) & (a < n)
     return np.bincount(n * a[k].astype(int) + b[k], minlength=n ** 2).reshape(n, n)
-
-
-def timeit(fn, reps, device=None):
-    fn()
-    times = []
-    for _ in range(reps):
-        if device is not None:
-            sync(device)
-        t0 = time.perf_counter()
-        fn()
-        if device is not None:
-            sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main():
@@ -51,9 +34,10 @@ def main():
     target[torch.rand(N, H, W, generator=g) < 0.05] = 255
     pred = torch.randint(0, n, (N, H, W), generator=g, dtype=torch.uint8)
     a, b = target.numpy().ravel(), pred.numpy().ravel()
-    t_np = timeit(lambda: fast_hist(a, b, n), args.reps)
     tt, pp = target.to(device), pred.to(device)
-    t_ours = timeit(lambda: metrics.confusion(pp, tt, n), args.reps, device)
+    times = median_times({"numpy": lambda: fast_hist(a, b, n), "fcnlib": lambda: metrics.confusion(pp, tt, n)},
+                         device, reps=args.reps)
+    t_np, t_ours = times["numpy"], times["fcnlib"]
     assert np.array_equal(metrics.confusion(pp, tt, n).cpu().numpy(), fast_hist(a, b, n))
     mpix = N * H * W / 1e6
     print(f"device {device}, threads {torch.get_num_threads()}, {N} labels of {H}x{W}, {n} classes, void 255")

@@ -32,6 +32,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .runtime import flop_count
+
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 _POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.Identity,
               nn.LocalResponseNorm, nn.Sequential)
@@ -280,11 +282,8 @@ def sliding_window(classifier: nn.Module, x: torch.Tensor, size: int, stride: in
 def flops(model: nn.Module, shape) -> int:
     """Forward FLOPs (a multiply-add counts 2) of ``model`` on an input of ``shape``, counted on the
     meta device with torch.utils.flop_counter (nothing is computed)."""
-    from torch.utils.flop_counter import FlopCounterMode
     meta = copy.deepcopy(model).to("meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        meta(torch.empty(shape, device="meta"))
-    return counter.get_total_flops()
+    return flop_count(meta, torch.empty(shape, device="meta"))
 
 
 class _Clock:

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -143,3 +144,29 @@ def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": np.__version__,
             "platform": platform.platform()}
+
+
+# ---------------------------------------------------------------------------- cost
+def flop_count(fn, *args) -> int:
+    """Forward FLOPs of ``fn(*args)`` by torch.utils.flop_counter (a multiply-add counts 2;
+    convolutions and matrix products only: pooling, padding and the interlace are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops()
+
+
+def median_times(fns: dict, device: torch.device, reps: int = 5, warmup: int = 1) -> dict:
+    """Median wall time (s) of each zero-argument function in ``fns``, repetitions interleaved so
+    that a busy machine slows every method alike; ``runtime.sync`` before each clock reading."""
+    times = {name: [] for name in fns}
+    with torch.no_grad():
+        for rep in range(warmup + reps):
+            for name, fn in fns.items():
+                sync(device)
+                t0 = time.perf_counter()
+                fn()
+                sync(device)
+                if rep >= warmup:
+                    times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -50,10 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torch.utils.flop_counter import FlopCounterMode
-
 from . import upsample as up
-from .runtime import sync
+from .runtime import flop_count, median_times, sync  # noqa: F401  (cost helpers live in runtime)
 
 POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
              nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
@@ -340,25 +336,3 @@ def dense_scores(net: nn.Module, x: torch.Tensor, method: str = "rarefied", *, r
 
 
 # ------------------------------------------------------------------------------------ cost
-def flop_count(fn, *args) -> int:
-    """Forward FLOPs of ``fn(*args)`` by torch.utils.flop_counter (a multiply-add counts 2;
-    convolutions and matrix products only: pooling, padding and the interlace are not counted)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return counter.get_total_flops()
-
-
-def median_times(fns: dict, device: torch.device, reps: int = 5, warmup: int = 1) -> dict:
-    """Median wall time (s) of each zero-argument function in ``fns``, repetitions interleaved so
-    that a busy machine slows every method alike; ``runtime.sync`` before each clock reading."""
-    times = {name: [] for name in fns}
-    with torch.no_grad():
-        for rep in range(warmup + reps):
-            for name, fn in fns.items():
-                sync(device)
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                if rep >= warmup:
-                    times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}

@@ -98,9 +98,9 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
     return torch.randperm(n, generator=g)[: min(batch_size, n)]
 
 
-def load_checkpoint(path, model, optimizer=None):
-    """Load a checkpoint written by :func:`train`; returns (step, History)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+def load_checkpoint(path, model, optimizer=None, state=None):
+    """Load a checkpoint written by :func:`train` (or its already-read ``state``); returns (step, History)."""
+    state = state if state is not None else torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     if optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
@@ -130,7 +130,7 @@ def train(model, data, cfg: TrainConfig, *, device=None, loss_fn=pixel_loss, eva
     if ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state.get("config_key") == cfg.key():
-            step, hist = load_checkpoint(ckpt_path, model, opt)
+            step, hist = load_checkpoint(ckpt_path, model, opt, state)
         # a checkpoint from another configuration is ignored (and overwritten)
 
     def save():

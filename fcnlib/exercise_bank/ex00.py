@@ -15,14 +15,19 @@ def _mean_iu():
     return metrics.scores(EXERCISE_CM)["mean_iu"]
 
 
-@register("00.mean_iu")
-def _mean_iu_by_hand():
+def _by_hand():
+    """Per class: (pixels in the ground truth, IU), with plain Python loops."""
     n = EXERCISE_CM.tolist()
-    ius = []
+    out = []
     for i in range(3):
         row, col = sum(n[i]), sum(n[j][i] for j in range(3))
-        ius.append(n[i][i] / (row + col - n[i][i]))
-    return sum(ius) / 3
+        out.append((row, n[i][i] / (row + col - n[i][i])))
+    return out
+
+
+@register("00.mean_iu")
+def _mean_iu_by_hand():
+    return sum(iu for _, iu in _by_hand()) / 3
 
 
 @expected("00.fw_iu", hint="weight each class's IU by its share of ground-truth pixels (its row sum / total).")
@@ -32,10 +37,6 @@ def _fw_iu():
 
 @register("00.fw_iu")
 def _fw_iu_by_hand():
-    n = EXERCISE_CM.tolist()
-    total = sum(map(sum, n))
-    out = 0.0
-    for i in range(3):
-        row, col = sum(n[i]), sum(n[j][i] for j in range(3))
-        out += row / total * n[i][i] / (row + col - n[i][i])
-    return out
+    classes = _by_hand()
+    total = sum(t for t, _ in classes)
+    return sum(t / total * iu for t, iu in classes)
