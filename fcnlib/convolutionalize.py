@@ -32,7 +32,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .runtime import flop_count
 
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 _POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.Identity,
@@ -117,28 +116,41 @@ class FCConv2d(nn.Conv2d):
     kernels handle badly (oneDNN re-lays out the whole kernel on every call: several times slower than
     the product). As a product it runs the very GEMM the classifier's ``nn.Linear`` runs on a batch of
     windows, so dense-vs-naive timings compare shared work, not two kernels. On a GPU, cuDNN's own
-    convolution is used (it needs no im2col copy).
+    convolution is used (it needs no im2col copy). ``gemm`` (None, or a ``runtime.PackedGemm`` set by
+    ``fcnlib.efficiency.onednn_gemm``) computes that product with oneDNN in inference.
     """
+    gemm = None
 
     def forward(self, x):
         if (x.device.type != "cpu" or self.groups != 1 or self.padding_mode != "zeros"
                 or isinstance(self.padding, str)):
             return super().forward(x)
         (k, _), (d, _), (p, _), (s, _) = self.kernel_size, self.dilation, self.padding, self.stride
-        N, _, H, W = x.shape
+        N, C, H, W = x.shape
         h, w = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
+        packed = self.gemm is not None and self.gemm.applies(x)
+        # column order: (C, k, k) as flatten has it, or (k, k, C), which a channels-last tensor holds
+        # contiguously; the product reads the kernel in the same order (a view when the kernel is
+        # channels-last; oneDNN's packed copy is made once in whichever order is used)
+        cl = (x if packed else self.weight).is_contiguous(memory_format=torch.channels_last)
+        kkc = k > 1 and cl
         if k == 1 and p == 0 and s == 1:
-            cols = x.flatten(2)                                       # (N, C, L)
+            rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)                # (N·L, C)
+        elif kkc and d == 1:
+            xp = nn.functional.pad(x, (p, p, p, p)).permute(0, 2, 3, 1)        # (N, H+2p, W+2p, C)
+            windows = xp.unfold(1, k, s).unfold(2, k, s)                       # (N, h, w, C, k, k), a view
+            rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(N * h * w, -1)    # (N·L, k·k·C)
         else:
             cols = nn.functional.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, C·k·k, L)
-        weight = self.weight
-        if k > 1 and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
-            # a channels-last kernel is laid out (out, k, k, C): order the columns to match, not the kernel
-            weight = weight.permute(0, 2, 3, 1)                           # (out, k, k, C), a view
-            cols = cols.view(N, -1, k * k, cols.shape[-1]).transpose(1, 2)  # (N, k·k, C, L)
-        rows = cols.reshape(N, -1, h * w).transpose(1, 2).reshape(N * h * w, -1).contiguous()  # (N·L, C·k·k)
-        y = nn.functional.linear(rows, weight.flatten(1), self.bias)   # (N·L, out): one GEMM
-        return y.view(N, h * w, -1).transpose(1, 2).view(N, -1, h, w)  # (N, out, h, w), channels-last strides
+            if kkc:
+                cols = cols.view(N, C, k * k, -1).transpose(1, 2)              # (N, k·k, C, L)
+            rows = cols.reshape(N, -1, h * w).transpose(1, 2).reshape(N * h * w, -1)  # (N·L, C·k·k)
+        weight = self.weight.permute(0, 2, 3, 1) if kkc else self.weight       # (out, k, k, C) | (out, C, k, k)
+        if packed:
+            y = self.gemm(rows, weight, self.bias)                              # (N·L, out), oneDNN
+        else:
+            y = nn.functional.linear(rows.contiguous(), weight.reshape(len(weight), -1), self.bias)
+        return y.view(N, h, w, -1).permute(0, 3, 1, 2)     # (N, out, h, w), channels-last strides
 
 
 def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: int) -> nn.Conv2d:
@@ -276,106 +288,3 @@ def sliding_window(classifier: nn.Module, x: torch.Tensor, size: int, stride: in
     bs = batch_size or len(p)
     out = torch.cat([classifier(p[i:i + bs]) for i in range(0, len(p), bs)])  # (N·h·w, K)
     return out.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)              # (N, K, h, w)
-
-
-# ----------------------------------------------------------------------------- the efficiency claim
-def flops(model: nn.Module, shape) -> int:
-    """Forward FLOPs (a multiply-add counts 2) of ``model`` on an input of ``shape``, counted on the
-    meta device with torch.utils.flop_counter (nothing is computed)."""
-    meta = copy.deepcopy(model).to("meta")
-    return flop_count(meta, torch.empty(shape, device="meta"))
-
-
-class _Clock:
-    """``start()`` / ``stop()`` → seconds: CUDA events on a GPU, else perf_counter after a device sync."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.cuda = device, device.type == "cuda"
-        if self.cuda:
-            self.events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
-
-    def start(self):
-        import time
-        from .runtime import sync
-        if self.cuda:
-            self.events[0].record()
-        else:
-            sync(self.device)
-            self.t0 = time.perf_counter()
-
-    def stop(self) -> float:
-        import time
-        from .runtime import sync
-        if self.cuda:
-            self.events[1].record()
-            self.events[1].synchronize()
-            return self.events[0].elapsed_time(self.events[1]) / 1e3
-        sync(self.device)
-        return time.perf_counter() - self.t0
-
-
-def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int = 224, device="cpu", reps: int = 3,
-                   backward: bool = True, single: int | None = None, batch_size: int | None = None,
-                   channels_last: bool = True) -> dict:
-    """Section 3.1's comparison, measured: the convolutionalized net in one pass over a ``size``² image
-    against the classifier on the ``patch``² window of every output cell (stride 32): all windows in
-    batches of ``batch_size`` (None: one batch), and one window at a time (``single``: time that many
-    and scale to all). Forward, and backward (weight gradients of the summed scores; the forward pass
-    off the clock). Both nets in eval mode and the same memory format; windows are cut beforehand.
-    Each figure is the best of ``reps`` after a warm-up, the paths interleaved so that a busy machine
-    slows them alike."""
-    from .runtime import pick_device
-    device = pick_device(device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    clf = copy.deepcopy(classifier).to(device).eval().to(memory_format=fmt)
-    net = convolutionalize(clf).eval().to(memory_format=fmt)
-    x = torch.randn(1, 3, size, size, device=device).contiguous(memory_format=fmt)
-    p, (h, w), _ = patches(x, patch, net.geometry.stride)
-    p = p.contiguous(memory_format=fmt)                                # (h·w, 3, patch, patch)
-    if (h, w) != net.grid(size):
-        raise ValueError(f"{patch}-px windows give a {h}×{w} grid, the dense net {net.grid(size)}")
-    n = len(p)
-    k, bs = min(single or n, n), batch_size or n
-    paths = {"dense": lambda m: [net(x)],
-             "batched": lambda m: [clf(p[i:i + bs]) for i in range(0, n, bs)],
-             "single": lambda m: [clf(p[i:i + 1]) for i in range(m)]}
-    count = {"dense": 1, "batched": n, "single": k}
-    clock = _Clock(device)
-    best = {}
-    for rep in range(reps + 1):                    # rep 0 warms up (oneDNN/cuDNN choose their kernels)
-        for path, fn in paths.items():
-            m = count[path] if rep else 1
-            with torch.inference_mode():
-                clock.start(); fn(m); t = clock.stop()
-            times = [("forward", t)]
-            if backward:
-                clf.zero_grad(set_to_none=True), net.zero_grad(set_to_none=True)
-                outs, t = fn(m), 0.0
-                for out in outs:
-                    clock.start(); out.sum().backward(); t += clock.stop()
-                times.append(("backward", t))
-                del outs
-            for d, t in times:
-                if rep:
-                    best[d, path] = min(best.get((d, path), float("inf")), t * (n / k if path == "single" else 1))
-    ms = {d: {path: best[d, path] * 1e3 for path in paths} for d in ("forward", "backward") if (d, "dense") in best}
-    f_dense, f_patch = flops(net, (1, 3, size, size)), flops(clf, (1, 3, patch, patch))
-    return {"device": str(device), "threads": torch.get_num_threads(), "input": size, "patch": patch,
-            "grid": [h, w], "cells": n, "single_timed": k, "batch_size": bs, "channels_last": channels_last,
-            "reps": reps, "ms": ms, "speedup": {f"{d}_{path}": ms[d][path] / ms[d]["dense"]
-                                                 for d in ms for path in ("batched", "single")},
-            "gflops_dense": f_dense / 1e9, "gflops_naive": n * f_patch / 1e9,
-            "flop_ratio": n * f_patch / f_dense}
-
-
-def paper_speedups() -> dict:
-    """The paper's own §3.1 ratios, from its timings (fcnlib.paper.timing) and its grid: naive = the
-    grid's cells × one image's time, against the dense map's time."""
-    import re
-    from . import paper
-    t = paper.timing()
-    m = re.search(r"([0-9]+)×([0-9]+) grid of outputs", re.sub(r"\s+", " ", paper.text()))
-    cells = int(m.group(1)) * int(m.group(2))
-    return {"grid": [int(m.group(1)), int(m.group(2))], "cells": cells, **t,
-            "forward": cells * t["forward_single_ms"] / t["forward_dense_ms"],
-            "backward": cells * t["backward_single_ms"] / t["backward_dense_ms"]}
