@@ -105,7 +105,7 @@ def resolve_gemm(gemm: str, device: torch.device) -> str:
 def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int | None = None, device="cpu",
                    reps: int = 3, backward: bool = True, single: int | None = None,
                    batch_size: int | None = None, channels_last: bool = True,
-                   geometry: str = "torchvision", gemm: str = "auto") -> dict:
+                   geometry: str = "torchvision", gemm: str = "auto", min_time: float = 0.2) -> dict:
     """Section 3.1's comparison, measured: the convolutionalized net in one pass over a ``size``² image
     against the classifier on the ``patch``² window of every output cell (at the net's stride): all
     windows in batches of ``batch_size`` (None: one batch), and one window at a time (``single``: time
@@ -113,7 +113,9 @@ def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int | None = N
     forward pass off the clock). ``patch`` defaults to 224 (torchvision) or 227 (``geometry="caffe"``).
     Both nets in eval mode, the same memory format and the same ``gemm``; windows are cut beforehand.
     Each figure is the best of ``reps`` after a warm-up, the paths interleaved so that a busy machine
-    slows them alike."""
+    slows them alike; within a rep, a forward pass shorter than ``min_time`` seconds is run again until
+    that much time has passed and the mean taken (as ``timeit`` does), so that a short pass is not
+    measured from one noisy call while a long one averages its noise out."""
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry={geometry!r}: choose one of {GEOMETRIES}")
     device = runtime.pick_device(device)
@@ -143,8 +145,12 @@ def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int | None = N
     for rep in range(reps + 1):                    # rep 0 warms up (oneDNN/cuDNN choose their kernels)
         for path, fn in paths.items():
             m = count[path] if rep else 1
-            with torch.inference_mode():
-                clock.start(); fn(m); t = clock.stop()
+            with torch.inference_mode():           # a short pass is repeated for min_time s: per-call mean
+                clock.start()
+                calls, t = 0, 0.0
+                while calls == 0 or (rep and t < min_time):
+                    fn(m); calls += 1; t = clock.stop()
+                t /= calls
             times = [("forward", t)]
             if backward:
                 clf.zero_grad(set_to_none=True), net.zero_grad(set_to_none=True)
@@ -161,7 +167,7 @@ def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int | None = N
     return {"device": str(device), "threads": torch.get_num_threads(), "input": size, "patch": patch,
             "geometry": geometry, "gemm": gemm, "overhang": overhang,
             "grid": [h, w], "cells": n, "single_timed": k, "batch_size": bs, "channels_last": channels_last,
-            "reps": reps, "ms": ms, "speedup": {f"{d}_{path}": ms[d][path] / ms[d]["dense"]
+            "reps": reps, "min_time": min_time, "ms": ms, "speedup": {f"{d}_{path}": ms[d][path] / ms[d]["dense"]
                                                  for d in ms for path in ("batched", "single")},
             "gflops_dense": f_dense / 1e9, "gflops_naive": n * f_patch / 1e9,
             "flop_ratio": n * f_patch / f_dense}

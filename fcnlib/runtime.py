@@ -104,6 +104,10 @@ class Clock:
         return time.perf_counter() - self.t0
 
 
+_ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
+    if hasattr(torch.ops.mkldnn, "_reorder_linear_weight") else None
+
+
 class PackedGemm:
     """``y = x · Wᵀ + b`` for CPU float32 inference by oneDNN's inner product, with W kept in oneDNN's
     own blocked layout (made once, remade if the weight changes).
@@ -132,11 +136,17 @@ class PackedGemm:
         key = (weight.data_ptr(), weight._version, weight.shape, weight.stride(),
                None if bias is None else (bias.data_ptr(), bias._version))
         if key != self._key:
-            w = weight.detach().reshape(weight.shape[0], -1).contiguous()   # (out, in), C-major
-            b = bias.detach() if bias is not None else w.new_zeros(w.shape[0])
-            self._packed, self._key = (w.to_mkldnn(), b.contiguous().to_mkldnn()), key
-        y = torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), *self._packed)   # (N, out), oneDNN layout
-        return y.to_dense()
+            w = weight.detach().reshape(weight.shape[0], -1).contiguous()   # (out, in), logical order
+            b = bias.detach().contiguous() if bias is not None else None
+            if _ONEDNN_LINEAR is not None:   # PyTorch's prepacked oneDNN linear (what torch.compile uses)
+                self._packed = (torch.ops.mkldnn._reorder_linear_weight(w), b)
+            else:                            # older PyTorch: the op behind torch.utils.mkldnn.MkldnnLinear
+                self._packed = (w.to_mkldnn(), (b if b is not None else w.new_zeros(len(w))).to_mkldnn())
+            self._key = key
+        w, b = self._packed
+        if _ONEDNN_LINEAR is not None:
+            return _ONEDNN_LINEAR(x.contiguous(), w, b, "none", [], "")        # (N, out)
+        return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), w, b).to_dense()
 
     def __deepcopy__(self, memo):          # a copy packs its own weight when first used
         return PackedGemm()

@@ -78,7 +78,12 @@ def test_caffe_geometry_is_the_papers_grid_and_leaves_the_original_alone():
 
 # ----------------------------------------------------------------------------- the oneDNN GEMM
 @needs_onednn
-def test_packed_gemm_equals_f_linear_and_follows_weight_changes():
+@pytest.mark.parametrize("op", ["linear_pointwise", "mkldnn_linear"])
+def test_packed_gemm_equals_f_linear_and_follows_weight_changes(op, monkeypatch):
+    if op == "mkldnn_linear":                                        # the older PyTorch's path
+        monkeypatch.setattr(runtime, "_ONEDNN_LINEAR", None)
+    elif runtime._ONEDNN_LINEAR is None:
+        pytest.skip("this PyTorch has no prepacked oneDNN linear")
     torch.manual_seed(0)
     lin = nn.Linear(300, 70)
     fast = ef.OneDNNLinear.of(lin)
@@ -150,7 +155,7 @@ def test_gemm_choice_is_checked():
 def test_dense_vs_naive_harness_and_flops(geometry, gemm):
     """The harness runs and states what it compared (numbers are not asserted)."""
     model = classifiers.vgg16_standin(width=0.0625, crop=64)
-    r = ef.dense_vs_naive(model, size=128, patch=64, reps=1, single=2, geometry=geometry, gemm=gemm)
+    r = ef.dense_vs_naive(model, size=128, patch=64, reps=1, single=2, geometry=geometry, gemm=gemm, min_time=0.01)
     clf = ef.caffe_geometry(model) if geometry == "caffe" else model
     net = cv.convolutionalize(clf)
     h, w = net.grid(128)
