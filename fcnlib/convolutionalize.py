@@ -137,7 +137,7 @@ class FCConv2d(nn.Conv2d):
         if k == 1 and p == 0 and s == 1:
             rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)                # (N·L, C)
         elif kkc and d == 1:
-            xp = nn.functional.pad(x, (p, p, p, p)).permute(0, 2, 3, 1)        # (N, H+2p, W+2p, C)
+            xp = (nn.functional.pad(x, (p,) * 4) if p else x).permute(0, 2, 3, 1)  # (N, H+2p, W+2p, C)
             windows = xp.unfold(1, k, s).unfold(2, k, s)                       # (N, h, w, C, k, k), a view
             rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(N * h * w, -1)    # (N·L, k·k·C)
         else:
