@@ -104,8 +104,16 @@ class Clock:
         return time.perf_counter() - self.t0
 
 
-_ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) \
-    if hasattr(torch.ops.mkldnn, "_reorder_linear_weight") else None
+def _onednn_linear_ops():
+    """(pack, linear): PyTorch's prepacked oneDNN linear, the ops torch.compile uses on a CPU; None on
+    a PyTorch without them."""
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight, torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_ONEDNN_LINEAR = _onednn_linear_ops()
 
 
 class PackedGemm:
@@ -138,14 +146,14 @@ class PackedGemm:
         if key != self._key:
             w = weight.detach().reshape(weight.shape[0], -1).contiguous()   # (out, in), logical order
             b = bias.detach().contiguous() if bias is not None else None
-            if _ONEDNN_LINEAR is not None:   # PyTorch's prepacked oneDNN linear (what torch.compile uses)
-                self._packed = (torch.ops.mkldnn._reorder_linear_weight(w), b)
+            if _ONEDNN_LINEAR is not None:
+                self._packed = (_ONEDNN_LINEAR[0](w), b)
             else:                            # older PyTorch: the op behind torch.utils.mkldnn.MkldnnLinear
                 self._packed = (w.to_mkldnn(), (b if b is not None else w.new_zeros(len(w))).to_mkldnn())
             self._key = key
         w, b = self._packed
         if _ONEDNN_LINEAR is not None:
-            return _ONEDNN_LINEAR(x.contiguous(), w, b, "none", [], "")        # (N, out)
+            return _ONEDNN_LINEAR[1](x.contiguous(), w, b, "none", [], "")     # (N, out)
         return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), w, b).to_dense()
 
     def __deepcopy__(self, memo):          # a copy packs its own weight when first used
