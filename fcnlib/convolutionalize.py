@@ -250,6 +250,18 @@ def convolutionalize(classifier: nn.Module, decapitate: bool = False) -> DenseNe
     return net.train(classifier.training)
 
 
+def caffe_arithmetic(layers, pad: int = 0) -> None:
+    """In place, on ``layers`` (modules in order, e.g. ``features.modules()``): the first convolution
+    padded by ``pad`` and every max pooling rounding its output size up (``ceil_mode``), as Caffe's
+    pooling always does: the AlexNet/VGG geometry of the paper and its reference implementation."""
+    layers = list(layers)
+    first = next(m for m in layers if isinstance(m, nn.Conv2d))
+    first.padding = (pad, pad)
+    for m in layers:
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = True
+
+
 def strip_padding(net: nn.Module) -> nn.Module:
     """A copy with every convolution's and pooling's padding set to 0 (and pooling's ceil mode off).
 

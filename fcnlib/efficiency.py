@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import runtime
-from .convolutionalize import FCConv2d, convolutionalize, patches
+from .convolutionalize import FCConv2d, caffe_arithmetic, convolutionalize, patches
 
 GEOMETRIES = ("torchvision", "caffe")
 GEMMS = ("auto", "default", "onednn")
@@ -47,11 +47,7 @@ def caffe_geometry(classifier: nn.Module) -> nn.Module:
         raise ValueError(f"caffe_geometry needs a classifier with convolutional `features` (as torchvision's "
                          f"AlexNet and VGG have); got {type(classifier).__name__}")
     twin = copy.deepcopy(classifier)
-    convs = [m for m in twin.features.modules() if isinstance(m, nn.Conv2d)]
-    convs[0].padding = (0, 0)
-    for m in twin.features.modules():
-        if isinstance(m, nn.MaxPool2d):
-            m.ceil_mode = True
+    caffe_arithmetic(twin.features.modules(), pad=0)
     return twin
 
 

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from . import receptive_field as rf
-from .convolutionalize import convolutionalize
+from .convolutionalize import caffe_arithmetic, convolutionalize
 from .upsample import fill_bilinear_, upsample_layer
 
 VARIANTS = ("32s", "16s", "8s", "pool4")
@@ -348,12 +348,9 @@ def _split_at_strides(features: nn.Sequential, pad: int):
     """Copy of ``features`` with conv1 padded by ``pad`` and ceil-mode pooling, cut into the layers
     up to stride 8 (pool3 in VGG16, pool1 in AlexNet), up to 16, and the rest."""
     layers = [copy.deepcopy(m) for m in features]
-    first = next(m for m in layers if isinstance(m, nn.Conv2d))
-    first.padding = (pad, pad)
+    caffe_arithmetic(layers, pad)       # Caffe's pooling rounds up: every input size gives an output
     cuts, stride = [], 1
     for i, m in enumerate(layers):
-        if isinstance(m, nn.MaxPool2d):
-            m.ceil_mode = True          # Caffe's pooling rounds up: every input size gives an output
         if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
             s = m.stride if isinstance(m.stride, int) else m.stride[0]
             stride *= s
@@ -551,11 +548,7 @@ def equivalent_pad(classifier: nn.Module, reference_kernel: int = 7, reference_p
     """
     dense = convolutionalize(classifier, decapitate=True)
     feats = geometry_path(list(dense.features))
-    first = next(m for m in feats if isinstance(m, nn.Conv2d))
-    first.padding = (0, 0)
-    for m in feats:
-        if isinstance(m, nn.MaxPool2d):
-            m.ceil_mode = True
+    caffe_arithmetic(feats, pad=0)
     k = dense.fc6.kernel_size[0]
     c_own = _coord_map(feats + [nn.Conv2d(1, 1, k, device="meta")])[1]
     c_ref = _coord_map(feats + [nn.Conv2d(1, 1, reference_kernel, device="meta")])[1]
