@@ -56,6 +56,29 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def rng_state() -> dict:
+    """Every global random state a training loop may draw from (dropout, augmentation): torch's CPU
+    and CUDA generators, Python's and NumPy's, as plain values and tensors (``weights_only`` loads)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 convolutions are slower than fp32)."""
     if device.type == "cuda":
@@ -170,8 +193,12 @@ class PackedGemm:
 def _time_threads(candidates: list[int], rounds: int = 3, reps: int = 3) -> dict:
     """Best time (s) of a convolution per thread count, the counts interleaved round by round so
     that a burst of load elsewhere does not decide the comparison."""
-    x = torch.randn(4, 32, 96, 96)
-    conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+    # bookkeeping must not move the run's random streams: a private generator for the input and an
+    # uninitialized weight (only the time matters), so the global generator is never drawn from
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 32, 96, 96, generator=g)
+    weight = torch.empty(32, 32, 3, 3).uniform_(-0.06, 0.06, generator=g)
+    conv = lambda t: torch.nn.functional.conv2d(t, weight, padding=1)  # noqa: E731
     best = {n: float("inf") for n in candidates}
     with torch.no_grad():
         for n in candidates:                        # warm-up: thread pools and kernel choice
@@ -190,6 +217,15 @@ def _time_threads(candidates: list[int], rounds: int = 3, reps: int = 3) -> dict
 _CHOSEN: dict = {}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and ``taskset`` narrow),
+    not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def choose_threads(candidates: list[int] | None = None, cache: bool = True) -> int:
     """Measure a convolution with 1, 2, … threads (interleaved) and return the fastest count.
 
@@ -198,8 +234,10 @@ def choose_threads(candidates: list[int] | None = None, cache: bool = True) -> i
     choice made while the machine was busy must not outlive the load. ``FCN_THREADS`` overrides it
     (see :func:`set_threads`).
     """
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     candidates = tuple(candidates or sorted({1, min(2, cores), cores}))
+    if len(candidates) == 1:
+        return candidates[0]
     if cache and candidates in _CHOSEN:
         return _CHOSEN[candidates]
     before = torch.get_num_threads()
@@ -212,7 +250,10 @@ def choose_threads(candidates: list[int] | None = None, cache: bool = True) -> i
 def set_threads(threads: int | str = "auto") -> int:
     """Set torch's intra-op thread count (``"auto"`` = measured by :func:`choose_threads`)."""
     if threads == "auto":
-        env = os.environ.get("FCN_THREADS")
+        env = os.environ.get("FCN_THREADS", "").strip()
+        if env and not env.isdigit():
+            raise ValueError(f"FCN_THREADS={env!r} is not a positive integer: set it to e.g. 2, or unset it "
+                             "to let the course measure the fastest count")
         threads = int(env) if env else choose_threads()
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer or 'auto', got {threads!r}")
