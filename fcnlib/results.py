@@ -55,23 +55,103 @@ def _locked(results: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class CorruptSummaryError(ValueError):
+    """results/summary.json exists but is not a JSON object of notebook entries."""
+
+
 def load_summary(results_dir=None) -> dict:
+    """summary.json as a dict (empty if there is none); a damaged file raises :class:`CorruptSummaryError`
+    naming it."""
     path = paths.results_dir(results_dir) / SUMMARY
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptSummaryError(f"{path} is not valid JSON ({e}): it was damaged (a disk full, an editor?). "
+                                  "Move it aside or delete it; the next notebook run starts a new one "
+                                  "(or rerun `make reproduce` to rebuild every entry)") from e
+    if not isinstance(summary, dict):
+        raise CorruptSummaryError(f"{path} holds a {type(summary).__name__}, not an object of notebook entries: "
+                                  "move it aside or delete it")
+    return summary
+
+
+def _load_or_set_aside(results: Path) -> dict:
+    """Under the lock: the summary, or {} after moving a damaged file aside (with a warning naming both)."""
+    try:
+        return load_summary(results)
+    except CorruptSummaryError as e:
+        import warnings
+        aside = results / f"{SUMMARY}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(results / SUMMARY, aside)
+        warnings.warn(f"{e}\nIt was moved to {aside}; a new summary.json is started.", stacklevel=3)
+        return {}
 
 
 def merge_summary(stem: str, update: dict, results_dir=None, replace: bool = False) -> dict:
     """Merge ``update`` into ``summary[stem]`` (or replace it) under a lock; return the new entry."""
     results = paths.results_dir(results_dir)
     with _locked(results):
-        summary = load_summary(results)
+        summary = _load_or_set_aside(results)
         entry = {} if replace else dict(summary.get(stem, {}))
         entry.update(to_jsonable(update))
         summary[stem] = entry
         paths.atomic_write_text(results / SUMMARY, json.dumps(summary, indent=2, sort_keys=True))
     return entry
+
+
+def _figures(entry: dict) -> dict:
+    """An entry's recorded figures and claims, without its run record."""
+    return {k: v for k, v in entry.items() if k not in ("_run", "_previous")}
+
+
+def _last_complete(entry: dict) -> dict | None:
+    """The most recent *finished* run held in an entry (itself, its stale figures, or ``_previous``)."""
+    run = entry.get("_run", {})
+    if run.get("status") == "ok":
+        return {k: v for k, v in entry.items() if k != "_previous"}
+    if run.get("stale"):
+        return {**_figures(entry), "_run": {"status": "ok", "started": run.get("stale_from"),
+                                            "tier": run.get("stale_tier"), "figures": run.get("figures", [])}}
+    return entry.get("_previous")
+
+
+def set_outcome(stem: str, run_id: str, status: str, error: str = "", results_dir=None) -> dict:
+    """The runner's word on one notebook execution (``run_id`` = the ``FCN_RUN_ID`` it ran with).
+
+    ``ok`` needs the notebook's own ``run.finish()`` for that run. ``failed`` / ``timeout``: the entry
+    says so with the error; if an earlier run of the notebook had finished, its figures are kept,
+    marked stale (``_run.stale``), instead of the failed run's partial ones — whether the notebook
+    failed after ``start_run`` or before it (a bad device, a dead kernel).
+    """
+    results = paths.results_dir(results_dir)
+    with _locked(results):
+        summary = _load_or_set_aside(results)
+        entry = summary.get(stem, {})
+        run = entry.get("_run", {})
+        this_run = run.get("run_id") == run_id
+        if status == "ok":
+            if not (this_run and run.get("status") == "ok"):
+                status, error = "failed", "the notebook ran but did not reach run.finish()"
+            else:
+                return entry
+        previous = entry.get("_previous") if this_run else _last_complete(entry)
+        failed = {"status": status, "error": error, "run_id": run_id,
+                  "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if this_run:
+            failed = {**run, **failed}
+        if previous:   # keep the last complete results, marked stale
+            prev_run = previous.get("_run", {})
+            new = {**_figures(previous), "_run": {**failed, "stale": True,
+                                                  "stale_from": prev_run.get("started"),
+                                                  "stale_tier": prev_run.get("tier"),
+                                                  "figures": prev_run.get("figures", [])}}
+        else:
+            new = {**(_figures(entry) if this_run else {}), "_run": {**failed, "stale": False}}
+        summary[stem] = new
+        paths.atomic_write_text(results / SUMMARY, json.dumps(summary, indent=2, sort_keys=True))
+    return new
 
 
 class Run:
@@ -82,16 +162,22 @@ class Run:
         self.tier = tiers.check_tier(tier)
         self.device = runtime.pick_device(device)
         self.seed = seed
-        self.generator = runtime.seed_everything(seed)
+        # threads first: measuring them must not move the random streams the seed fixes
         self.threads = runtime.set_threads(threads) if self.device.type == "cpu" else torch.get_num_threads()
+        self.generator = runtime.seed_everything(seed)
         self.results = paths.results_dir(results_dir)
         self.figdir = self.results / "figures" / stem
         self.figures: list[str] = []
         self.t0 = time.perf_counter()
+        self.run_id = os.environ.get("FCN_RUN_ID") or f"{stem}-{os.getpid()}-{time.time_ns()}"
+        with _locked(self.results):   # a finished earlier run is kept until this one finishes
+            old = _load_or_set_aside(self.results).get(stem, {})
+        previous = _last_complete(old)
         merge_summary(stem, {"_run": {
             "tier": self.tier, "device": self.device, "seed": seed, "threads": self.threads,
             "versions": runtime.versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "status": "running"}}, self.results, replace=True)
+            "status": "running", "run_id": self.run_id},
+            **({"_previous": previous} if previous else {})}, self.results, replace=True)
 
     def __repr__(self):
         return f"Run({self.stem!r}, tier={self.tier!r}, device={str(self.device)!r}, seed={self.seed})"
@@ -106,6 +192,22 @@ class Run:
         rows = [r for r in entry.get("_compare", []) if r["name"] != name]
         rows.append({"name": name, "ours": ours, "paper": paper, "unit": unit, "note": note})
         merge_summary(self.stem, {"_compare": rows}, self.results)
+
+    def claim(self, claim_id: str, *, ours, paper, verdict: str, why: str = "", seeds=None,
+              spread=None) -> dict:
+        """Record this run's verdict on one of the paper's claims (registered in ``fcnlib.claims``):
+        ``ours`` and ``paper`` are short values (the paper's looked up with ``fcnlib.paper``), ``seeds``
+        the seeds a trained-model claim rests on and ``spread`` its spread over them
+        (``claims.spread``). REPORT.md's ledger shows it."""
+        from . import claims
+        claims.check(claim_id, self.stem, verdict, why)
+        if verdict == "not run in this tier":
+            why = f"the {self.tier} tier cannot show it" + (" (seconds of training, toy sizes)" if self.tier == "smoke" else "")
+        row = {"ours": ours, "paper": paper, "verdict": verdict, "why": why, "tier": self.tier,
+               "seeds": list(seeds) if seeds is not None else None, "spread": spread}
+        entry = load_summary(self.results).get(self.stem, {})
+        merge_summary(self.stem, {"_claims": {**entry.get("_claims", {}), claim_id: row}}, self.results)
+        return row
 
     def savefig(self, fig, name: str, dpi: int = 110) -> Path:
         """Save a matplotlib figure under results/figures/<stem>/<name>.png (atomically)."""
@@ -123,7 +225,8 @@ class Run:
         run = dict(entry.get("_run", {}))
         run.update(wall_time_s=round(time.perf_counter() - self.t0, 3), status="ok",
                    figures=[str((self.figdir / f"{n}.png").relative_to(self.results)) for n in self.figures])
-        return merge_summary(self.stem, {"_run": run}, self.results)
+        entry = {k: v for k, v in entry.items() if k != "_previous"}
+        return merge_summary(self.stem, {**entry, "_run": run}, self.results, replace=True)
 
 
 def start_run(stem, tier="embedded", device="auto", seed=0, results_dir=None, threads="auto") -> Run:

@@ -62,3 +62,63 @@ def test_unknown_tier_and_device():
 def test_paper_tier_requirement_message(tmp_path):
     with pytest.raises(tiers.MissingAssetError, match="VOC images.*nothing is downloaded|VOC images"):
         tiers.require({"VOC images": tmp_path / "VOCdevkit"}, how="Put VOC under data/datasets.")
+
+
+def test_start_run_owns_the_random_streams(tmp_path, monkeypatch):
+    """Measuring the thread count must not draw from the generator the seed fixes: start_run twice in one
+    kernel, with the thread count measured or given, gives the same draws after each call."""
+    from fcnlib import runtime
+    draws = []
+    for threads in ("auto", "auto", 1):
+        runtime._CHOSEN.clear()                        # measure again each time
+        monkeypatch.setattr(runtime, "usable_cores", lambda: 2, raising=False)
+        monkeypatch.delenv("FCN_THREADS", raising=False)
+        results.start_run("98_seed", tier="smoke", device="cpu", seed=7, results_dir=tmp_path, threads=threads)
+        draws.append((torch.rand(3), torch.nn.Conv2d(2, 2, 1).weight.detach().clone()))
+    for a, b in draws[1:]:
+        assert torch.equal(a, draws[0][0]) and torch.equal(b, draws[0][1])
+
+
+def test_choosing_threads_draws_nothing():
+    from fcnlib import runtime
+    before = torch.get_rng_state()
+    runtime.choose_threads([1, 2], cache=False)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_bad_thread_setting_is_named(monkeypatch):
+    from fcnlib import runtime
+    monkeypatch.setenv("FCN_THREADS", "two")
+    with pytest.raises(ValueError, match="FCN_THREADS='two'"):
+        runtime.set_threads("auto")
+
+
+def test_claims_are_checked_and_the_ledger_says_why_a_row_is_empty(tmp_path):
+    from fcnlib import claims
+    run = results.start_run("04_skip_fusion", tier="embedded", device="cpu", seed=0, results_dir=tmp_path, threads=1)
+    with pytest.raises(KeyError, match="unknown claim"):
+        run.claim("table9.nothing", ours=1, paper=2, verdict="reproduced")
+    with pytest.raises(ValueError, match="tested by 00_tour"):
+        run.claim("s5.metrics", ours=1, paper=2, verdict="reproduced")
+    with pytest.raises(ValueError, match="needs its reason"):
+        run.claim("table2.ordering", ours=1, paper=2, verdict="differs")
+    with pytest.raises(ValueError, match="verdict 'yes'"):
+        run.claim("table2.ordering", ours=1, paper=2, verdict="yes")
+    run.claim("table2.ordering", ours="a < b", paper="a < b", verdict="reproduced", seeds=[0, 1, 2],
+              spread=claims.spread([50.0, 52.0, 51.0]))
+    rows = {r["id"]: r for r in report.ledger_rows(results.load_summary(tmp_path))}
+    assert rows["table2.ordering"]["verdict"] == "reproduced" and rows["table2.ordering"]["spread"]["n"] == 3
+    assert rows["table2.fixed"]["why"] == "its notebook has not finished before recording it"
+    assert rows["s5.metrics"]["why"] == "its notebook has not run"
+    md = report.render(results.load_summary(tmp_path))
+    assert "| [0, 1, 2] | 51 (50–52, n=3) | **reproduced** |" in md
+    assert md.index("04_skip_fusion: RUNNING") < md.index("## Claims ledger")   # not finished: at the top
+
+
+def test_measured_verdicts():
+    from fcnlib import claims
+    assert claims.measured("smoke", True) == "not run in this tier"
+    assert claims.measured("embedded", True, seeds=[0, 1, 2]) == "reproduced"
+    assert claims.measured("embedded", True, seeds=[0]) == "trend reproduced"      # no spread to hold it to
+    assert claims.measured("embedded", False, partly=True) == "trend reproduced"
+    assert claims.measured("embedded", False) == "differs"
