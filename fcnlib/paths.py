@@ -2,7 +2,9 @@
 
 results/ and data/cache/ are git-ignored; data/reference/ holds the small files shipped with the
 course (the reference implementation's split lists and class names, one real VOC sample, a copy of
-the paper's facts). ``FCN_RESULTS``, ``FCN_CACHE`` and ``FCN_DATA`` move them elsewhere.
+the paper's facts). ``FCN_RESULTS``, ``FCN_CACHE`` and ``FCN_DATA`` move them elsewhere. Only
+:func:`results_dir` creates its folder when asked for it; the cache folder appears when something is
+written there.
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ def reference_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("FCN_CACHE", data_dir() / "cache"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where derived files may be cached (``FCN_CACHE``, default data/cache). Not created here: a writer
+    makes the folders it writes into (:func:`atomic_write_bytes` does), so reading creates nothing."""
+    return Path(os.environ.get("FCN_CACHE", data_dir() / "cache"))
 
 
 def results_dir(path: str | os.PathLike | None = None) -> Path:

@@ -2,13 +2,18 @@
 
 ``pretrained("vgg16")`` returns the VGG16-shaped stand-in trained on ``ObjectCrops`` (21 classes:
 20 object classes and background). The weights ship in data/pretrained/ (about 1.3 MB each, float16) with
-their SHA-256 in data/pretrained/SHA256SUMS; they are regenerated, deterministically for a given
-machine and thread count, by
+their SHA-256 in data/pretrained/SHA256SUMS (``FCN_DATA`` moves data/). Every load checks the file
+against SHA256SUMS and reads it with ``torch.load(..., weights_only=True)``: no code is run from it.
 
-    python -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained
+Nothing is ever retrained implicitly, and nothing is cached. A missing file (or SHA256SUMS) raises
+:class:`fcnlib.tiers.MissingAssetError`, a file that does not match its checksum, is not listed, or
+cannot be read raises :class:`CorruptWeightsError`; both name the file and the fix: restore the
+shipped files with ``git checkout -- data/pretrained/``, or regenerate them (slow: tens of minutes to
+an hour on a CPU), deterministically for a given machine, torch version, seed and thread count, with
 
-If the shipped file is missing or its checksum does not match, the stand-in is retrained once
-(a few minutes on a CPU) and cached under data/cache/pretrained/.
+    make pretrain        # = python -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained
+
+which writes each weights file, its JSON info and the updated SHA256SUMS, each atomically.
 
 The pretraining recipe is not the paper's lesson: it uses Adam, which reaches a useful classifier in
 a few CPU-minutes where plain SGD on a VGG without batch norm needs far longer. Fine-tuning the FCNs
@@ -25,6 +30,7 @@ import torch
 
 from . import classifiers, paths
 from .data import ObjectCrops
+from .tiers import MissingAssetError
 from .train import batch_indices, pixel_loss
 
 SPECS = {
@@ -32,17 +38,85 @@ SPECS = {
     "alexnet": {"model": {"width": 0.25, "crop": 127, "fc": 512}, "n_train": 4200, "iters": 2000, "batch": 64,
                 "lr": 1e-3},
 }
+SUMS = "SHA256SUMS"
+
+
+class CorruptWeightsError(ValueError):
+    """A stand-in's weights file does not match SHA256SUMS, is not listed there, or cannot be read."""
 
 
 def shipped_dir() -> Path:
     return paths.data_dir() / "pretrained"
 
 
-def _checksums() -> dict:
-    f = shipped_dir() / "SHA256SUMS"
+def _fix(arch: str) -> str:
+    """What to do about a missing or broken file in :func:`shipped_dir`."""
+    where = shipped_dir()
+    fix = ("Restore the shipped files with `git checkout -- data/pretrained/`, or regenerate them "
+           "(slow: tens of minutes to an hour on a CPU) with `make pretrain` "
+           "(= `python -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained`)")
+    if where != paths.ROOT / "data" / "pretrained":  # FCN_DATA points elsewhere
+        fix += (f"; for {where} (FCN_DATA), run `python -m fcnlib.pretrain --arch {arch} --out {where}`, "
+                "or unset FCN_DATA")
+    return fix + "."
+
+
+def _checksums(directory: Path | None = None) -> dict:
+    """``{file name: sha256}`` from ``directory``/SHA256SUMS (default :func:`shipped_dir`); {} if absent."""
+    f = (shipped_dir() if directory is None else Path(directory)) / SUMS
     if not f.exists():
         return {}
-    return {name: digest for digest, name in (l.split() for l in f.read_text().splitlines() if l.strip())}
+    sums = {}
+    for n, line in enumerate(f.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise CorruptWeightsError(f"{f}, line {n}: expected `<sha256>  <file name>`, found {line!r}")
+        sums[parts[1].strip().lstrip("*")] = parts[0].lower()  # `sha256sum -b` marks names with '*'
+    return sums
+
+
+def verified_path(arch: str) -> Path:
+    """The weights file of ``arch``, checked against SHA256SUMS; raise if it is missing or does not match."""
+    _spec(arch)
+    path = shipped_dir() / f"standin-{arch}.pt"
+    sums_file = shipped_dir() / SUMS
+    for f in (path, sums_file):
+        if not f.exists():
+            raise MissingAssetError(f"the pretrained stand-in {arch!r} needs {f}, which does not exist. "
+                                    + _fix(arch))
+    expected = _checksums().get(path.name)
+    if expected is None:
+        raise CorruptWeightsError(f"{path} is not listed in {sums_file}, so it cannot be verified. "
+                                  + _fix(arch))
+    actual = paths.sha256(path)
+    if actual != expected:
+        raise CorruptWeightsError(f"{path} does not match its checksum in {sums_file} (expected sha256 "
+                                  f"{expected}, found {actual}): the file is damaged or was replaced. "
+                                  + _fix(arch))
+    return path
+
+
+def _torch_load(path: Path):
+    """``torch.load(path, weights_only=True)``, allowing ``TorchVersion``: the shipped files' info
+    records ``torch.__version__``, a ``str`` subclass (files written since store a plain ``str``)."""
+    from torch.torch_version import TorchVersion
+    allow = getattr(torch.serialization, "safe_globals", None)
+    if allow is None:  # torch 2.4 has only the process-wide allow list
+        torch.serialization.add_safe_globals([TorchVersion])
+        return torch.load(path, map_location="cpu", weights_only=True)
+    with allow([TorchVersion]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _plain(x):
+    """``x`` with str subclasses (``TorchVersion``) turned into str and tuples into lists."""
+    if isinstance(x, dict):
+        return {_plain(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return str(x) if isinstance(x, str) else x
 
 
 def _spec(arch: str) -> dict:
@@ -76,7 +150,7 @@ def train_standin(arch: str, seed: int = 0, progress: bool = True):
     _round_to_half_(model)  # the weights are shipped in float16: evaluate what is shipped
     info = {"arch": arch, "spec": spec, "seed": seed, "train_time_s": round(time.perf_counter() - t0, 1),
             "val_accuracy": classifiers.accuracy(model, Xv, Yv), "final_loss": loss.item(),
-            "params": classifiers.count_params(model), "torch": torch.__version__,
+            "params": classifiers.count_params(model), "torch": str(torch.__version__),
             "threads": torch.get_num_threads()}
     model.eval()
     return model, info
@@ -98,29 +172,23 @@ def save(model, info, out: Path) -> Path:
     return path
 
 
-def load(arch: str, device="cpu", retrain: bool = True, progress: bool = True):
-    """The pretrained stand-in ``arch`` in eval mode on ``device`` (and its info dict as ``.info``)."""
+def load(arch: str, device="cpu"):
+    """The pretrained stand-in ``arch`` in eval mode on ``device`` (and its info dict as ``.info``).
+
+    The file is checked against SHA256SUMS first (:func:`verified_path`); nothing is retrained or cached.
+    """
     spec = _spec(arch)
-    name = f"standin-{arch}.pt"
-    shipped = shipped_dir() / name
-    cached = paths.cache_dir() / "pretrained" / name
-    source = None
-    if shipped.exists() and _checksums().get(name) == paths.sha256(shipped):
-        source = shipped
-    elif cached.exists():
-        source = cached
-    elif not retrain:
-        raise FileNotFoundError(f"no pretrained stand-in {name} in {shipped_dir()} (or its checksum does not "
-                                f"match SHA256SUMS): run `python -m fcnlib.pretrain --arch {arch}`")
-    if source is None:
-        model, info = train_standin(arch, progress=progress)
-        save(model, info, cached.parent)
-    else:
-        state = torch.load(source, map_location="cpu", weights_only=False)
+    path = verified_path(arch)
+    try:
+        state = _torch_load(path)
         model = classifiers.build(arch, **spec["model"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in state["state_dict"].items()})
-        info = state["info"]
+        info = _plain(state["info"])
+    except Exception as e:  # the checksum matched: the file was written so, or SPECS changed since
+        raise CorruptWeightsError(f"{path} matches SHA256SUMS but cannot be read as the stand-in {arch!r} "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                                  + _fix(arch)) from e
     model.info = info
     return model.to(device).eval()
 
@@ -129,20 +197,25 @@ pretrained = load
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="(Re)train the stand-in classifiers and write their weights.")
+    p = argparse.ArgumentParser(description="(Re)train the stand-in classifiers and write their weights, "
+                                            "JSON info and SHA256SUMS (each file atomically).")
     p.add_argument("--arch", nargs="+", default=list(SPECS), choices=list(SPECS))
-    p.add_argument("--out", type=Path, default=shipped_dir())
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None, help="default: data/pretrained (or $FCN_DATA/pretrained)")
+    p.add_argument("--threads", type=int, default=2, help="the weights depend on it (and on seed, machine, torch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no info printed")
     args = p.parse_args(argv)
+    out = args.out if args.out is not None else shipped_dir()
     torch.set_num_threads(args.threads)
     for arch in args.arch:
-        model, info = train_standin(arch)
-        path = save(model, info, args.out)
-        sums = _checksums() if args.out == shipped_dir() else {}
+        model, info = train_standin(arch, seed=args.seed, progress=not args.quiet)
+        path = save(model, info, out)
+        paths.atomic_write_text(out / f"standin-{arch}.json", json.dumps(info, indent=1))
+        sums = _checksums(out)  # keep the other files' entries
         sums[path.name] = paths.sha256(path)
-        paths.atomic_write_text(args.out / "SHA256SUMS", "".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
-        paths.atomic_write_text(args.out / f"standin-{arch}.json", json.dumps(info, indent=1))
-        print(json.dumps(info))
+        paths.atomic_write_text(out / SUMS, "".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
+        if not args.quiet:
+            print(json.dumps(info))
 
 
 if __name__ == "__main__":
