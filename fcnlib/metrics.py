@@ -73,9 +73,24 @@ class ConfusionMatrix:
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> "ConfusionMatrix":
-        """Add a batch. ``pred`` may be class indices (N, H, W) or scores (N, C, H, W)."""
-        if pred.dim() == target.dim() + 1:
-            pred = pred.argmax(1)
+        """Add a batch. ``pred`` may be integer class indices (N, H, W) or floating scores
+        (N, C, H, W) with C = ``num_classes`` (argmaxed here); anything else is refused, (N, 1, H, W)
+        above all: class indices kept with ``keepdim=True`` would be argmaxed to class 0 everywhere."""
+        if pred.dim() == target.dim() + 1:  # (N, C, H, W) scores against (N, H, W) labels
+            n, shape = self.num_classes, tuple(pred.shape)
+            expected = f"class indices {tuple(target.shape)} or scores (N, {n}, H, W)"
+            if pred.shape[1] == 1:
+                raise ValueError(f"predictions of shape {shape} are ambiguous (expected {expected}): "
+                                 "squeeze(1) the class indices (or take argmax(1) without keepdim)")
+            if not pred.is_floating_point():
+                raise ValueError(f"integer predictions of shape {shape} have an extra dimension (expected "
+                                 f"{expected}): give integer class indices as (N, H, W), or pass the "
+                                 "floating scores themselves")
+            if pred.shape[1] != n:
+                raise ValueError(f"scores of shape {shape} have C = {pred.shape[1]} channels (expected "
+                                 f"{expected}): C must equal num_classes ({n}); check the model's "
+                                 "number of classes or the ConfusionMatrix's")
+            pred = pred.argmax(1)                                       # (N, H, W)
         if self.mat.device != target.device:
             self.mat = self.mat.to(target.device)
         self.mat += confusion(pred, target, self.num_classes, self.ignore_index)

@@ -18,8 +18,9 @@ Public API (every builder returns an :class:`FCN`, in train mode; ``pad`` is con
     optimize_for_inference(model, device="cpu", compile=True)   # channels_last + torch.compile (freezing)
 
 ``variant``: "32s", "16s", "8s", "pool4" (and "32s-fixed" for the builders that take a variant).
-An :class:`FCN` maps (N, 3, H, W) → scores (N, K, H, W) for any H, W. ``model.maps(x)``: the score
-maps of one pass (``score_fr`` stride 32, ``fuse_pool4`` 16, ``fuse_pool3`` 8, ``final``);
+An :class:`FCN` maps (N, 3, H, W) → scores (N, K, H, W) for any H, W; an input holding NaN or ±inf is
+refused (:func:`check_finite`). ``model.maps(x)``: the score maps of one pass (``score_fr`` stride 32,
+``fuse_pool4`` 16, ``fuse_pool3`` 8, ``final``);
 ``model.map_geometry()``: each map's (stride, centre); ``model.crop_offsets()``; ``model.describe()``
 and ``model.backbone_stages()``: the geometry Fig. 3 is drawn from; ``model.paths()``: the module path
 to each map (what :mod:`fcnlib.receptive_field` reads).
@@ -41,7 +42,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from . import receptive_field as rf
 from .convolutionalize import caffe_arithmetic, convolutionalize
@@ -149,6 +150,7 @@ class FCN(nn.Module):
         return out
 
     def _run(self, x, keep):
+        check_finite(x)
         pool3 = self.to_pool3(x)                    # (N, C3, ~(H+198)/8, …) with pad 100
         pool4 = self.to_pool4(pool3)                # (N, C4, …/16)
         if self.variant == "pool4":
@@ -253,6 +255,21 @@ class FCN(nn.Module):
                 "fc6_kernel": fc6.kernel_size[0] if fc6 else None, "conv1_padding": _first_conv(self).padding[0],
                 "skip_padding": {n: m.padding[0] for n, m in self.named_children()
                                  if n.startswith("score_pool") and m.padding[0]}}
+
+
+def check_finite(x: torch.Tensor) -> None:
+    """Refuse an input holding NaN or ±inf: through the ReLUs and max poolings a NaN pixel would
+    silently come out as background over its whole receptive field (hundreds of pixels, §3.1).
+    One ``isfinite`` pass over the input; skipped while torch.fx traces, Dynamo compiles, or on meta
+    tensors (no values to check)."""
+    if isinstance(x, fx.Proxy) or torch.compiler.is_compiling() or x.is_meta:
+        return
+    if not torch.isfinite(x).all():
+        nan, bad = int(torch.isnan(x).sum()), int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{bad} non-finite values ({nan} NaN, {bad - nan} ±inf) in the input of shape "
+                         f"{tuple(x.shape)}: an FCN would turn each into background over its whole "
+                         "receptive field. Check the data loader and the normalization (a zero std, a "
+                         "corrupt image, an uninitialized buffer), or torch.nan_to_num the input")
 
 
 def upsample_window(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -> torch.Tensor:

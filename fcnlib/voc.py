@@ -57,10 +57,32 @@ def expected_paths(root=None, images: bool = False) -> dict[str, Path]:
     return need
 
 
+class UnreadableImageError(OSError):
+    """An image or label file that PIL cannot decode (truncated, corrupt, not an image)."""
+
+
+def _open(path):
+    """``Image.open(path)``, decoded in full here: PIL reads lazily, so a truncated file would
+    otherwise fail later, with an error that does not name it."""
+    from PIL import Image
+    im = None
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except (OSError, SyntaxError, EOFError, ValueError) as e:  # PIL's decoding errors, all of them
+        if im is not None:
+            im.close()
+        if isinstance(e, OSError) and e.errno is not None:     # missing, unreadable: already names the file
+            raise
+        raise UnreadableImageError(
+            f"{path} is truncated or corrupt, PIL cannot decode it ({type(e).__name__}: {e}): re-extract "
+            "it from the VOC archive (VOCtrainval_25-May-2011.tar), or delete it and unpack again") from e
+
+
 def read_label(path) -> torch.Tensor:
     """A VOC label PNG as its palette indices: uint8 (H, W)."""
-    from PIL import Image
-    with Image.open(path) as im:
+    with _open(path) as im:
         if im.mode not in ("P", "L"):
             raise ValueError(f"{path} is a mode {im.mode!r} image, not a palette ('P') or grey ('L') "
                              "label: VOC labels store class indices, read them without converting "
@@ -70,8 +92,7 @@ def read_label(path) -> torch.Tensor:
 
 def read_image(path) -> torch.Tensor:
     """A JPEG as uint8 (3, H, W)."""
-    from PIL import Image
-    with Image.open(path) as im:
+    with _open(path) as im:
         return torch.from_numpy(np.array(im.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1)
 
 

@@ -76,6 +76,36 @@ def test_fcconv_is_a_conv2d_forward_and_backward(k, d, p, s, H, W, x_cl, w_cl):
     assert isinstance(m, nn.Conv2d)
 
 
+@pytest.mark.parametrize("shape", [(4, 7, 9), (0, 4, 7, 9)], ids=["unbatched", "empty"])
+@pytest.mark.parametrize("k,p,s", [(3, 0, 1), (1, 0, 1), (3, 1, 2)])
+def test_fcconv_empty_and_unbatched_inputs_like_conv2d(shape, k, p, s):
+    """nn.Conv2d takes an unbatched (C, H, W) image and an empty batch (N = 0); so must FCConv2d."""
+    torch.manual_seed(0)
+    m = cv.FCConv2d(4, 5, k, padding=p, stride=s).double()
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    y, ref = m(x), torch.nn.functional.conv2d(x, m.weight, m.bias, s, p)
+    assert y.shape == ref.shape
+    torch.testing.assert_close(y, ref, **F64)
+    if len(shape) == 3:
+        g1 = torch.autograd.grad(y.square().sum(), [x, m.weight])
+        g2 = torch.autograd.grad(ref.square().sum(), [x, m.weight])
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-8)
+
+
+def test_fcconv_refuses_too_small_or_wrong_channel_inputs_clearly():
+    m = cv.FCConv2d(4, 5, 3, padding=1, dilation=2)                # a 5×5 kernel, padded by 1: 3 px at least
+    assert m(torch.zeros(1, 4, 3, 3)).shape == (1, 5, 1, 1)
+    with pytest.raises(ValueError, match=r"(?s)2×9.*5×5.*at least 3×3.*pad or resize"):
+        m(torch.zeros(1, 4, 2, 9))
+    with pytest.raises(ValueError, match=r"(?s)2×9.*5×5"):
+        m(torch.zeros(0, 4, 2, 9))
+    with pytest.raises(ValueError, match=r"(?s)\(2, 3, 6, 6\).*3 channels.*4"):
+        m(torch.zeros(2, 3, 6, 6))
+    with pytest.raises(ValueError, match=r"(?s)\(N, C, H, W\).*\(6, 6\)"):
+        m(torch.zeros(6, 6))
+
+
 def test_linear_to_conv_checks_sizes_and_copies():
     lin = nn.Linear(8 * 9, 4)
     with pytest.raises(ValueError, match="C·k·k"):

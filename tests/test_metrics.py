@@ -94,3 +94,27 @@ def test_other_void_values_and_dtypes():
         metrics.confusion(pred, target, 3)
     with pytest.raises(ValueError, match="predictions must be class indices"):
         metrics.confusion(pred + 1, target.clamp(min=0), 3)
+
+
+def test_update_refuses_ambiguous_prediction_shapes():
+    """(N, 1, H, W) class indices (``argmax(1, keepdim=True)``) were argmaxed again over their 1-long
+    axis: every pixel became class 0 and perfect predictions scored ~0.05 mean IU, silently."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 21, (2, 8, 9), generator=g)
+    scores = torch.randn(2, 21, 8, 9, generator=g)
+    scores.scatter_(1, target.unsqueeze(1), 10.0)           # perfect scores
+    perfect = metrics.ConfusionMatrix(21).update(scores, target).compute()
+    assert perfect["mean_iu"] == 1.0
+    assert metrics.ConfusionMatrix(21).update(scores.argmax(1), target).compute()["mean_iu"] == 1.0
+    with pytest.raises(ValueError, match=r"(?s)\(2, 1, 8, 9\).*squeeze\(1\)"):
+        metrics.ConfusionMatrix(21).update(scores.argmax(1, keepdim=True), target)
+    with pytest.raises(ValueError, match=r"(?s)\(2, 1, 8, 9\).*squeeze\(1\)"):
+        metrics.ConfusionMatrix(21).update(scores.argmax(1, keepdim=True).float(), target)
+    # integer tensors with an extra dimension are not scores
+    with pytest.raises(ValueError, match=r"(?s)\(2, 21, 8, 9\).*integer.*\(N, H, W\)"):
+        metrics.ConfusionMatrix(21).update(scores.long(), target)
+    # scores over another number of classes
+    with pytest.raises(ValueError, match=r"(?s)\(2, 20, 8, 9\).*C must equal num_classes \(21\)"):
+        metrics.ConfusionMatrix(21).update(scores[:, :20], target)
+    with pytest.raises(ValueError, match="argmax"):                # float indices: confusion() says so
+        metrics.ConfusionMatrix(21).update(scores.argmax(1).float(), target)

@@ -321,3 +321,17 @@ def test_staged_stage_resumes_from_its_checkpoint(standin, tmp_path):
     r = staged.run_stage(child, first, (X, Y), (X, Y), num_classes=K, ckpt_dir=tmp_path, data_id="t", progress=False)
     assert r.model.variant == "16s" and r.key != first.key and r.extra["start_step"] == 3
     assert staged.paper_learning_rates(1e-4) == [1e-4, 1e-6, 1e-8]
+
+
+# ---------------------------------------------------------------- non-finite input
+def test_non_finite_input_is_refused(standin):
+    """A NaN pixel used to come out as background over its whole receptive field, silently."""
+    m = randomize_scores(models.fcn_from_classifier(standin, "16s")).eval()
+    x = torch.randn(2, 3, 40, 48)
+    x[1, 0, 5, 7] = float("nan")
+    x[0, 2, 30, 1] = float("inf")
+    with torch.no_grad():
+        for run in (m, m.maps):
+            with pytest.raises(ValueError, match=r"(?s)2 non-finite.*\(2, 3, 40, 48\).*normaliz"):
+                run(x)
+        assert m(torch.nan_to_num(x)).isfinite().all()

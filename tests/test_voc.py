@@ -84,3 +84,25 @@ def test_upper_bound_over_voc_sizes(devkit):
     ds = voc.VOCSegmentation(root, ids=[DEMO_ID, "2011_000001"], images=False)
     r = upper_bound.upper_bound(ds.labels(), factors=(32, 4))
     assert 0 < r[32]["mean_iu"] < r[4]["mean_iu"] <= 1
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.02], ids=["truncated", "header-only"])
+def test_truncated_files_are_named_in_the_error(tmp_path, keep):
+    """PIL decodes lazily and its errors ("image file is truncated") do not name the file: a broken
+    file in a 736-image pass must say which one it is and what to do."""
+    g = np.random.default_rng(0)
+    jpg, png = tmp_path / "2011_000002.jpg", tmp_path / "2011_000002.png"
+    Image.fromarray(g.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(jpg, quality=95)
+    write_label(png, g.integers(0, 21, (64, 48)))
+    assert voc.read_image(jpg).shape == (3, 64, 48) and voc.read_label(png).shape == (64, 48)
+    for path, read in ((jpg, voc.read_image), (png, voc.read_label)):
+        data = path.read_bytes()
+        path.write_bytes(data[:int(len(data) * keep)])
+        with pytest.raises(OSError, match=rf"(?s){path.name}.*(truncated|corrupt).*re-extract") as e:
+            read(path)
+        assert isinstance(e.value, voc.UnreadableImageError) and str(path) in str(e.value)
+    png.write_bytes(b"<html>404 Not Found</html>")              # not an image at all
+    with pytest.raises(voc.UnreadableImageError, match=rf"(?s){png.name}.*corrupt.*UnidentifiedImageError"):
+        voc.read_label(png)
+    with pytest.raises(FileNotFoundError):                       # a missing file is not called corrupt
+        voc.read_image(tmp_path / "missing.jpg")
