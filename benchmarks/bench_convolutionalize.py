@@ -36,7 +36,7 @@ from fcnlib import runtime
 def measure(model, device, args, geometry, threads, fmt, bs, gemm):
     """One configuration, ``args.rounds`` times: medians of the times, and every round's speedups."""
     if device.type == "cpu":
-        threads = runtime.set_threads(threads if threads == "auto" else int(threads))
+        threads = runtime.set_threads("fastest" if threads == "auto" else int(threads))
     rounds = [ef.dense_vs_naive(model, size=args.size, device=device, reps=args.reps, geometry=geometry,
                                 gemm=gemm, backward=not args.no_backward, single=args.single or None,
                                 batch_size=bs or None, channels_last=fmt == "channels_last")

@@ -131,7 +131,7 @@ def main():
     if device.type == "cpu":
         import os
         n = os.cpu_count() if args.threads == "all" else args.threads
-        runtime.set_threads(n if n == "auto" else int(n))
+        runtime.set_threads("fastest" if n == "auto" else int(n))
     gpu = device.type == "cuda"
     dtype = torch.bfloat16 if gpu else torch.float32
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "

@@ -231,8 +231,8 @@ def choose_threads(candidates: list[int] | None = None, cache: bool = True) -> i
 
     On small shared VMs one thread can beat two, so this is measured, not assumed (it takes about a
     tenth of a second). The choice is kept for the rest of the process (``cache``), not on disk: a
-    choice made while the machine was busy must not outlive the load. ``FCN_THREADS`` overrides it
-    (see :func:`set_threads`).
+    choice made while the machine was busy must not outlive the load. Benchmarks use it
+    (``set_threads("fastest")``); runs that record results do not (see :func:`set_threads`).
     """
     cores = usable_cores()
     candidates = tuple(candidates or sorted({1, min(2, cores), cores}))
@@ -248,15 +248,23 @@ def choose_threads(candidates: list[int] | None = None, cache: bool = True) -> i
 
 
 def set_threads(threads: int | str = "auto") -> int:
-    """Set torch's intra-op thread count (``"auto"`` = measured by :func:`choose_threads`)."""
+    """Set torch's intra-op thread count and return it.
+
+    ``"auto"``: ``FCN_THREADS`` if set, else every usable core. A fixed rule, not a measurement, on
+    purpose: floating-point sums differ between thread counts, so a count chosen by timing would let
+    the machine's load of the moment change a run's numbers. ``"fastest"``: measured by
+    :func:`choose_threads` (for benchmarks, where only speed matters).
+    """
     if threads == "auto":
         env = os.environ.get("FCN_THREADS", "").strip()
         if env and not env.isdigit():
             raise ValueError(f"FCN_THREADS={env!r} is not a positive integer: set it to e.g. 2, or unset it "
-                             "to let the course measure the fastest count")
-        threads = int(env) if env else choose_threads()
+                             "to use every usable core")
+        threads = int(env) if env else usable_cores()
+    elif threads == "fastest":
+        threads = choose_threads()
     if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or 'auto', got {threads!r}")
+        raise ValueError(f"threads must be a positive integer, 'auto' or 'fastest', got {threads!r}")
     torch.set_num_threads(threads)
     return threads
 

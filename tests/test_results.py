@@ -122,3 +122,19 @@ def test_measured_verdicts():
     assert claims.measured("embedded", True, seeds=[0]) == "trend reproduced"      # no spread to hold it to
     assert claims.measured("embedded", False, partly=True) == "trend reproduced"
     assert claims.measured("embedded", False) == "differs"
+
+
+def test_auto_threads_follow_the_cores_not_the_load(monkeypatch):
+    """A measured thread count would let the machine's load change a run's numbers: "auto" is every usable
+    core (or FCN_THREADS), and only "fastest" (benchmarks) measures."""
+    from fcnlib import runtime
+    monkeypatch.delenv("FCN_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 3)
+    monkeypatch.setattr(runtime, "choose_threads", lambda *a, **k: pytest.fail("auto must not measure"))
+    n = torch.get_num_threads()
+    try:
+        assert runtime.set_threads("auto") == 3 == torch.get_num_threads()
+        monkeypatch.setenv("FCN_THREADS", "1")
+        assert runtime.set_threads("auto") == 1
+    finally:
+        torch.set_num_threads(n)
