@@ -194,14 +194,20 @@ def _staged(tmp_path, ckpt_dir, out, kill=""):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("kill", ["one:6", "two:1", "two:9"])
-def test_a_killed_staged_run_resumes_exactly(tmp_path, kill):
-    done = _staged(tmp_path, tmp_path / "straight", tmp_path / "straight.pt")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    done = _staged(folder, folder / "ckpt", folder / "straight.pt")
     assert done.returncode == 0, done.stderr
+    return folder / "straight.pt"
+
+
+@pytest.mark.parametrize("kill", ["one:6", "two:1", "two:9"])
+def test_a_killed_staged_run_resumes_exactly(tmp_path, kill, uninterrupted):
     killed = _staged(tmp_path, tmp_path / "killed", tmp_path / "killed.pt", kill=kill)
     assert killed.returncode == -9 and not (tmp_path / "killed.pt").exists()
     rerun = _staged(tmp_path, tmp_path / "killed", tmp_path / "killed.pt")
     assert rerun.returncode == 0, rerun.stderr
-    a, b = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("straight", "killed"))
+    a, b = (torch.load(p, weights_only=True) for p in (uninterrupted, tmp_path / "killed.pt"))
     assert a["loss"] == b["loss"] and a["mean_iu"] == b["mean_iu"] and torch.equal(a["after"], b["after"])
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
