@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import paths, runtime
-from .runtime import autocast, prepare_model, sync
+from .runtime import autocast, channels_last, prepare_model, sync
 
 VOID = 255
 
@@ -184,6 +184,22 @@ def load_checkpoint(path, model, optimizer=None, state=None):
     return state["step"], History(**state["history"])
 
 
+def sgd_step(model, opt, x, y, loss_fn=pixel_loss, device=None) -> torch.Tensor:
+    """One SGD step, the way the course trains: the batch in channels_last (the model is, by
+    :func:`fcnlib.runtime.prepare_model`), bf16 autocast on CUDA, loss, backward, update. Returns the
+    loss; if it is not finite, no update is made (the caller stops there)."""
+    device = device or x.device
+    with autocast(device):
+        out = model(channels_last(x))
+    loss = loss_fn(out, y)
+    if not torch.isfinite(loss):
+        return loss.detach()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def train(model, data, cfg: TrainConfig, *, device=None, loss_fn=pixel_loss, eval_fn=None,
           ckpt_path=None, desc: str = "train", batch_fn=None, progress: bool = True,
           data_id: str | None = None) -> History:
@@ -204,7 +220,7 @@ def train(model, data, cfg: TrainConfig, *, device=None, loss_fn=pixel_loss, eva
         raise ValueError("no training data: the dataset is empty")
     identity = {"config": dataclasses.asdict(cfg), "data": data_id or fingerprint(X, Y),
                 "init": fingerprint(model.state_dict())}
-    prepare_model(model, device)  # channels_last on CUDA
+    prepare_model(model, device)  # channels_last
     opt = torch.optim.SGD(param_groups(model, cfg.lr, cfg.weight_decay, cfg.bias_lr_mult),
                           lr=cfg.lr, momentum=cfg.momentum)
     step, hist, state = 0, History(), None
@@ -257,17 +273,10 @@ def _loop(model, X, Y, cfg, opt, step, hist, device, loss_fn, eval_fn, ckpt_path
         x, y = X[idx].to(device, non_blocking=True), Y[idx].to(device, non_blocking=True)
         if batch_fn is not None:
             x, y = batch_fn(x, y, step)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            out = model(x)
-        loss = loss_fn(out, y)
+        loss = sgd_step(model, opt, x, y, loss_fn, device)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss became {loss.item()} at step {step + 1}: "
                                      f"lower the learning rate (now {cfg.lr}) or check the labels")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
         step += 1
         sync(device)
         elapsed += time.perf_counter() - t0

@@ -1,0 +1,76 @@
+"""The embedded FCN-8s training step (forward + backward + SGD update): the course's training path
+against the plain eager step, measured side by side in one run.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--sizes 64 128] [--batch 10] [--reps 7]
+
+- **plain**: the step written out as a textbook has it — NCHW fp32 eager, ``torch.optim.SGD`` with the
+  paper's recipe, ``F.cross_entropy``.
+- **course**: what ``fcnlib.train.train`` runs — the model prepared by ``fcnlib.runtime.prepare_model``
+  (channels_last), the batch made channels_last, ``fcnlib.train.sgd_step`` (bf16 autocast on CUDA).
+- **plain + fused SGD**: the one other switch tried that the course does not use (see below).
+
+Both start from the same weights (the stand-in VGG16 transplanted into FCN-8s, the embedded tier's
+model) and see the same batch; times are medians of ``--reps`` steps with the methods interleaved
+(``fcnlib.runtime.median_times``), so load elsewhere slows them alike. Measured on the course's 2-core
+CPU (torch 2.14): channels_last 1.25–1.39× at 64 px, 1.12× at 128 px; a fused SGD update 0.9–0.95×
+(slower); ``torch.compile`` of the forward 1.08× after 37 s of compiling — not worth it for
+minutes-long trainings, so the course does not compile for training.
+"""
+import argparse
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from fcnlib import data, models, pretrain, runtime, train
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--threads", default="auto", help="CPU threads: auto (every core), fastest (measured) or N")
+    args = p.parse_args()
+    device = runtime.pick_device(args.device)
+    if device.type == "cpu":
+        runtime.set_threads(args.threads if args.threads in ("auto", "fastest") else int(args.threads))
+    standin = pretrain.pretrained("vgg16")
+    start = models.fcn_from_classifier(standin, "8s", data.NUM_CLASSES, models.equivalent_pad(standin),
+                                       source="standin-vgg16")
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s "
+          f"(stand-in VGG16), batch {args.batch}")
+    for size in args.sizes:
+        X, Y = data.EmbeddedScenes("train", n=args.batch, size=size, radius=(0.2, 0.45)).tensors()
+        X, Y = X.to(device), Y.to(device)
+
+        def sgd(model, **kw):
+            return torch.optim.SGD(train.param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9, **kw)
+
+        plain = copy.deepcopy(start).to(device).train()
+        opt_plain = sgd(plain)
+
+        def plain_step(model=plain, opt=opt_plain):
+            loss = F.cross_entropy(model(X), Y, ignore_index=data.VOID)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        fused = copy.deepcopy(start).to(device).train()
+        opt_fused = sgd(fused, fused=True)
+        course = runtime.prepare_model(copy.deepcopy(start), device).train()
+        opt_course = sgd(course)
+        fns = {"plain": plain_step,
+               "course": lambda: train.sgd_step(course, opt_course, X, Y, device=device),
+               "plain + fused SGD": lambda: plain_step(fused, opt_fused)}
+        times = runtime.median_times(fns, device, reps=args.reps, warmup=2, grad=True)
+        flops = 3 * runtime.flop_count(plain, X)      # forward + backward ≈ 3 × forward
+        print(f"\n{size}×{size} px: forward+backward ≈ {flops / 1e9:.1f} GFLOP per step")
+        for name, t in times.items():
+            print(f"  {name:18s} {t * 1e3:8.1f} ms/step  {flops / t / 1e9:6.1f} GFLOP/s  "
+                  f"{times['plain'] / t:5.2f}× plain")
+
+
+if __name__ == "__main__":
+    main()
