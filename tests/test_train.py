@@ -211,3 +211,15 @@ def test_a_killed_staged_run_resumes_exactly(tmp_path, kill, uninterrupted):
     a, b = (torch.load(p, weights_only=True) for p in (uninterrupted, tmp_path / "killed.pt"))
     assert a["loss"] == b["loss"] and a["mean_iu"] == b["mean_iu"] and torch.equal(a["after"], b["after"])
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+
+
+def test_the_frontier_tool_runs(capsys):
+    """tools/frontier_skip.py (how the embedded tier's schedule is chosen) on a tiny setting."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("frontier_skip", paths.ROOT / "tools" / "frontier_skip.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(["--size", "64", "--n-train", "8", "--n-val", "4", "--iters", "2", "2", "2", "--evals", "1",
+               "--batch", "4", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines() if "mean IU" in line] == ["FCN-32s", "FCN-16s", "FCN-8s"]
