@@ -112,3 +112,17 @@ def spread(values) -> dict:
     """Mean, min and max of one figure over seeds (the spread a claim about trained models rests on)."""
     values = [float(v) for v in values]
     return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def apart(lower, higher) -> bool:
+    """True when every value of ``lower`` lies below every value of ``higher``: an ordering that holds
+    outside the seed spread (over seeds, not only on average)."""
+    return max(float(v) for v in lower) < min(float(v) for v in higher)
+
+
+def fmt(values, digits: int = 1) -> str:
+    """``mean (min–max, n seeds)`` of one figure over seeds, for a claim's text."""
+    sp = spread(values)
+    if sp["n"] == 1:
+        return f"{sp['mean']:.{digits}f} (1 seed)"
+    return f"{sp['mean']:.{digits}f} ({sp['min']:.{digits}f}–{sp['max']:.{digits}f}, {sp['n']} seeds)"

@@ -162,3 +162,23 @@ def evaluate(model, dataset_or_loader, num_classes: int, device=None, batch_size
         cm.update(out.float().argmax(1), y)
     model.train(was_training)
     return cm.compute(present_only=present_only)
+
+
+def objects_right(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = VOID) -> dict:
+    """How many objects a prediction gets right in class (the question Fig. 4 answers by eye).
+
+    An object is the pixels of one non-background class in one image (``target`` (N, H, W)); it is
+    right when the class predicted for most of those pixels (``pred`` (N, H, W), background included
+    as a candidate) is its own. Returns ``{"objects", "right", "share"}``.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    objects = right = 0
+    for p, t in zip(pred, target):
+        for c in t.unique().tolist():
+            if c in (0, ignore_index):
+                continue
+            votes = torch.bincount(p[t == c].flatten().long())
+            objects += 1
+            right += int(votes.argmax().item() == c)
+    return {"objects": objects, "right": right, "share": right / objects if objects else float("nan")}

@@ -90,6 +90,19 @@ def run_stage(stage: Stage, parent: StageResult | None, train_data, val, *, num_
                        {"ckpt": str(ckpt), "call_wall_s": wall, "lr": stage.cfg.lr, "start_step": start})
 
 
+def run_plan(plan: list[Stage], train_data, val, *, num_classes: int, ckpt_dir: Path, data_id: str,
+             device=None, progress: bool = True, before: Callable | None = None) -> dict[str, StageResult]:
+    """Run the stages of ``plan`` in order, each from its parent's result; ``before(stage, results)`` is
+    called before each stage (to check a starting point, say). Returns ``{stage name: StageResult}``."""
+    results: dict[str, StageResult] = {}
+    for st in plan:
+        if before is not None:
+            before(st, results)
+        results[st.name] = run_stage(st, results.get(st.parent), train_data, val, num_classes=num_classes,
+                                     ckpt_dir=ckpt_dir, data_id=data_id, device=device, progress=progress)
+    return results
+
+
 # ---------------------------------------------------------------------- figures
 def draw_architecture(nets: dict, title: str = ""):
     """Fig. 3 from the modules themselves: for each net (``{"FCN-32s": model, …}``) the backbone's

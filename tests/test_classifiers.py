@@ -35,10 +35,11 @@ def test_shipped_weights_are_intact_and_trained(arch):
         pytest.skip(f"{shipped.name} is not shipped yet")
     assert pretrain._checksums()[shipped.name] == paths.sha256(shipped)
     model = pretrain.load(arch)
-    crop = pretrain.SPECS[arch]["model"]["crop"]
-    X, Y = ObjectCrops("val", n=105, size=crop).tensors()
+    spec = pretrain.SPECS[arch]
+    X, Y = ObjectCrops("val", n=49 * 4, size=spec["model"]["crop"], **spec["crops"]).tensors()
     acc = classifiers.accuracy(model, X, Y)
-    assert acc > 0.85, f"the shipped {arch} stand-in classifies only {acc:.0%} of val crops"
+    # 49 classes (chance 2%), objects cut by the border and distractors: the shipped weights reach ~80%
+    assert acc > 0.6, f"the shipped {arch} stand-in classifies only {acc:.0%} of val crops"
 
 
 def test_missing_weights_message(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """The embedded dataset: determinism, VOC conventions, the interface real loaders share."""
+import math
 import subprocess
 import sys
 
@@ -49,17 +50,38 @@ def test_void_band_marks_exactly_the_label_boundaries():
 
 
 def test_object_crops_have_every_class_and_background():
-    crops = data.ObjectCrops("train", n=42, size=32)
+    crops = data.ObjectCrops("train", n=64, size=32)
     X, Y = crops.tensors()
-    assert X.shape == (42, 3, 32, 32)
-    assert sorted(set(Y.tolist())) == list(range(21))
+    assert X.shape == (64, 3, 32, 32)
+    assert sorted(set(Y.tolist())) == list(range(49))       # more categories than the scenes, as ImageNet
+    assert (Y == 0).sum() == 8                               # one crop in eight is background
+    assert data.PRETRAIN_CLASSES[:21] == data.CLASSES        # the scene classes keep their indices
+
+
+def test_object_crops_are_deterministic_and_uint8():
+    crops = data.ObjectCrops("val", n=16, size=48, jitter=0.15, background_every=4)
+    assert [crops.label(i) for i in range(6)] == [0, 1, 2, 3, 0, 4]
+    a, b = crops.raw(5), data.ObjectCrops("val", n=16, size=48, jitter=0.15, background_every=4).raw(5)
+    assert a.dtype == torch.uint8 and a.shape == (3, 48, 48) and torch.equal(a, b)
+
+
+def test_new_shapes_and_textures_cover_what_they_should():
+    yy, xx = torch.meshgrid(torch.arange(64) - 31.5, torch.arange(64) - 31.5, indexing="ij")
+    area = {s: data._shape_mask(s, xx, yy, 20.0).float().mean().item() for s in data.PRETRAIN_SHAPES}
+    disk = math.pi * 20 ** 2 / 64 ** 2
+    assert abs(area["disk"] - disk) < 0.01
+    assert abs(area["ellipse"] - 0.55 * disk) < 0.01        # semi-axes r and 0.55 r
+    assert area["crescent"] < 0.5 * disk and area["star"] < disk
+    for t in data.PRETRAIN_TEXTURES[1:]:                       # every texture but solid paints a second colour
+        share = data._texture_mask(t, xx, yy, 4.0).float().mean().item()
+        assert 0.1 < share < 0.9, (t, share)
 
 
 def test_colour_alone_does_not_identify_a_class():
     # the same class takes different colours in different samples
     colours = []
-    crops = data.ObjectCrops("train", n=21 * 6, size=32)
-    for i in range(1, 21 * 6, 21):  # class 1 (disk-solid) in six samples
+    crops = data.ObjectCrops("train", n=400, size=32)
+    for i in [i for i in range(400) if crops.label(i) == 1][:6]:  # class 1 (disk-solid) in six samples
         x, y = crops[i]
         assert y == 1
         colours.append(data.denormalize(x)[:, 16, 16])

@@ -118,3 +118,20 @@ def test_update_refuses_ambiguous_prediction_shapes():
         metrics.ConfusionMatrix(21).update(scores[:, :20], target)
     with pytest.raises(ValueError, match="argmax"):                # float indices: confusion() says so
         metrics.ConfusionMatrix(21).update(scores.argmax(1).float(), target)
+
+
+def test_objects_right_counts_majority_class_per_object():
+    target = torch.zeros(2, 6, 6, dtype=torch.long)
+    target[0, :3, :3] = 4          # object A: 9 px
+    target[0, 3:, 3:] = 7          # object B: 9 px
+    target[1, 1:5, 1:5] = 2        # object C: 16 px
+    target[1, 0, 0] = 255
+    pred = target.clone()
+    pred[1, 0, 0] = 0
+    pred[0, 3:, 3:5] = 0           # B: 6 of 9 px background -> wrong
+    pred[1, 1:3, 1:5] = 9          # C: 8 of 16 px predicted class 9 ...
+    pred[1, 1, 1] = 0              # ... then 7 px class 9, 8 px class 2, 1 px background -> right
+    out = metrics.objects_right(pred, target)
+    assert out == {"objects": 3, "right": 2, "share": 2 / 3}
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.objects_right(pred[:1], target)

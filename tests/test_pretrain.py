@@ -10,7 +10,8 @@ from fcnlib import paths, pretrain, tiers
 SHIPPED = paths.ROOT / "data" / "pretrained"
 
 # A few iterations on a few crops: seconds, not an hour. Only the recipe is exercised, not its quality.
-TINY = {"vgg16": {"model": {"width": 0.125, "crop": 64}, "n_train": 42, "iters": 3, "batch": 16, "lr": 1e-3}}
+TINY = {"vgg16": {"model": {"width": 0.125, "crop": 64, "num_classes": 49}, "crops": {"jitter": 0.15},
+                  "n_train": 42, "iters": 3, "batch": 16, "lr": 1e-3}}
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ def test_shipped_weights_load_with_weights_only(data, monkeypatch, arch):
     assert calls == [True]
     # the info holds plain values only (the shipped files recorded torch.__version__, a str subclass)
     assert type(model.info["torch"]) is str
-    assert model.info["arch"] == arch and model.info["spec"] == pretrain.SPECS[arch]
+    assert model.info["arch"] == arch and model.info["spec"] == pretrain._plain(pretrain.SPECS[arch])
 
 
 # --- defect 4: the regeneration command, on a tiny spec ---
@@ -140,7 +141,7 @@ def test_regenerate_verify_and_detect_a_flipped_byte(tiny, tmp_path, monkeypatch
     assert sums == other + f"{paths.sha256(weights)}  standin-vgg16.pt\n"
     # new files need no allow-listed class: info is plain JSON-able data
     saved = torch.load(weights, map_location="cpu", weights_only=True)
-    assert type(saved["info"]["torch"]) is str and saved["info"]["spec"] == TINY["vgg16"]
+    assert type(saved["info"]["torch"]) is str and saved["info"]["spec"] == pretrain._plain(TINY["vgg16"])
     assert all(v.dtype == torch.float16 for v in saved["state_dict"].values() if v.is_floating_point())
 
     monkeypatch.setenv("FCN_DATA", str(tmp_path / "data"))
