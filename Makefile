@@ -6,13 +6,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SMOKE  := results/smoke
 
-.PHONY: help install reproduce test test-unit test-notebooks lab bench report pretrain clean
+.PHONY: help install reproduce test test-unit test-notebooks lab bench report pretrain notebooks clean
 
 help:
 	@echo "make reproduce   set up, then run every notebook (embedded tier) -> results/, REPORT.md"
 	@echo "make test        set up, then run the test suite (unit tests + notebooks in the smoke tier)"
 	@echo "make lab         set up, then open the course in JupyterLab"
 	@echo "make bench       run the benchmarks (ratios measured side by side)"
+	@echo "make notebooks   rebuild notebooks/*.ipynb from their sources notebooks/*.py"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found " + sys.version.split()[0] + "): set PYTHON=python3.11 or similar")'
@@ -38,6 +39,9 @@ bench: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m fcnlib.report
+
+notebooks: $(STAMP)
+	@for s in notebooks/[0-9]*.py; do $(PY) tools/make_notebook.py $$s $${s%.py}.ipynb || exit 1; done
 
 pretrain: $(STAMP)
 	$(PY) -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained

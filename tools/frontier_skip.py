@@ -31,6 +31,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--radius", type=float, nargs=2, default=(0.15, 0.35))
+    p.add_argument("--objects", type=int, nargs=2, default=(1, 4))
+    p.add_argument("--fixed", type=int, default=0, help="also train FCN-32s-fixed (only score_fr) this many steps")
     p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--n-val", type=int, default=100)
     p.add_argument("--iters", type=int, nargs=3, default=(2400, 1000, 1000), help="FCN-32s, 16s, 8s")
@@ -45,7 +47,7 @@ def main(argv=None):
     threads = runtime.set_threads("auto") if device.type == "cpu" else None
     runtime.seed_everything(args.seed)
     standin = pretrain.pretrained("vgg16")
-    scenes = dict(size=args.size, radius=tuple(args.radius))
+    scenes = dict(size=args.size, radius=tuple(args.radius), objects=tuple(args.objects))
     train_xy = data.EmbeddedScenes("train", n=args.n_train, **scenes).tensors()
     val_xy = data.EmbeddedScenes("val", n=args.n_val, **scenes).tensors()
     background = (val_xy[1] == 0).float().mean().item()
@@ -56,9 +58,20 @@ def main(argv=None):
         m = staged.evaluate(model, val_xy, data.NUM_CLASSES, device=device)
         return {k: v for k, v in m.items() if k != "per_class_iu"}
 
-    model = models.fcn_from_classifier(standin, "32s", data.NUM_CLASSES, models.equivalent_pad(standin),
-                                       source="standin-vgg16")
+    def fcn32s():
+        return models.fcn_from_classifier(standin, "32s", data.NUM_CLASSES, models.equivalent_pad(standin),
+                                          source="standin-vgg16")
+
     t0 = time.perf_counter()
+    if args.fixed:
+        cfg = train.TrainConfig(iters=args.fixed, batch_size=args.batch, lr=args.lr, seed=args.seed, ckpt_every=0,
+                                eval_every=max(1, args.fixed // args.evals))
+        hist = train.train(models.freeze_backbone(fcn32s()), train_xy, cfg, device=device, eval_fn=evaluate,
+                           desc="FCN-32s-fixed")
+        for e in hist.evals:
+            print(f"32s-fixed step {e['step']:5d}  {e['time']:7.1f} s  mean IU {100 * e['mean_iu']:5.1f}  "
+                  f"pixel acc. {100 * e['pixel_acc']:5.1f}", flush=True)
+    model = fcn32s()
     plan = (("FCN-32s", None, args.lr), ("FCN-16s", models.fcn16s_from, args.lr / args.divisor),
             ("FCN-8s", models.fcn8s_from, args.lr / args.divisor))
     for (name, upgrade, lr), iters in zip(plan, args.iters):

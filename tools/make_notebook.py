@@ -41,7 +41,8 @@ def check(nb) -> list[str]:
 def build(src: Path, dst: Path) -> None:
     nb = jupytext.read(src, fmt="py:percent")
     nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"c{i:03d}"  # stable ids: the same source always builds the same file
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         meta = {k: v for k, v in cell.metadata.items() if k == "tags"}
