@@ -191,6 +191,41 @@ def train_sampled(model, data, cfg: TrainConfig, p: float, grid: CellGrid, reduc
                  batch_fn=LossSampler(grid, p, cfg.seed), **kw)
 
 
+# ------------------------------------------------------------------ Fig. 5 on a CPU budget
+class AbovePool4(torch.nn.Module):
+    """FCN-32s from pool4 up (conv5, fc6, fc7, ``score_fr``, then the fixed ×32 upsampling and the final
+    crop as the matrix product of :func:`upsampling_matrix`), run on cached pool4 features: the same
+    outputs as ``model`` on ``size``-px images, with conv1–conv4 frozen and computed once
+    (:func:`pool4_features`). Fig. 5 on the embedded tier trains this: what sampling changes (which
+    loss terms count, how many images a step forwards) is unchanged, and a step costs about a quarter
+    of a whole one on a CPU. Shares ``model``'s parameters."""
+
+    def __init__(self, model, size: int):
+        super().__init__()
+        self.to_pool5, self.fc, self.score_fr = model.to_pool5, model.fc, model.score_fr
+        with torch.no_grad():
+            cells = model.maps(torch.zeros(1, 3, size, size, device=model.upscore.weight.device))["score_fr"].shape[-1]
+        self.register_buffer("A", upsampling_matrix(model.upscore, model.crop_offsets()["final"], cells, size))
+
+    def forward(self, pool4):                                            # (N, C4, h4, w4)
+        score = self.score_fr(self.fc(self.to_pool5(pool4)))            # (N, K, h, w), stride 32
+        return torch.einsum("hk,nckl,wl->nchw", self.A, score, self.A)  # (N, K, size, size)
+
+
+@torch.no_grad()
+def pool4_features(model, X: torch.Tensor, chunk: int = 100) -> torch.Tensor:
+    """pool4 of ``model`` (eval mode: no dropout below pool4 anyway) for images ``X`` (N, 3, H, W),
+    ``chunk`` at a time; freezes conv1–conv4 (their parameters stop requiring gradients)."""
+    for p in list(model.to_pool3.parameters()) + list(model.to_pool4.parameters()):
+        p.requires_grad_(False)
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = torch.cat([model.to_pool4(model.to_pool3(X[i:i + chunk].to(dev))) for i in range(0, len(X), chunk)])
+    model.train(was)
+    return out                                                            # (N, C4, H/16, W/16)
+
+
 # ------------------------------------------------------------------ true patchwise training
 def patch_plan(grid: CellGrid) -> tuple[int, int]:
     """(j, P): a P × P window whose cell j (both axes) has its whole receptive field inside it."""

@@ -251,3 +251,22 @@ def test_upsampling_matrix_equals_the_transposed_convolution_and_crop():
     want = net.crop(net.up(s), x)
     got = torch.einsum("hk,nckl,wl->nchw", A, s, A)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_above_pool4_on_cached_features_is_the_whole_net():
+    """Fig. 5's embedded runs train FCN-32s above pool4 on cached features: the same outputs as the
+    whole net, and only conv5 and above can train."""
+    models = pytest.importorskip("fcnlib.models")
+    torch.manual_seed(0)
+    net = models.fcn32s(width=0.125).eval()
+    x = torch.randn(3, 3, 64, 64)
+    want = net(x)
+    feats = S.pool4_features(net, x, chunk=2)
+    top = S.AbovePool4(net, 64).eval()
+    assert torch.allclose(top(feats), want, atol=1e-5)
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad}
+    below = {n for n, _ in net.named_parameters() if n.startswith(("to_pool3.", "to_pool4."))}
+    assert below and below <= frozen
+    assert frozen - below == {n for n in frozen if n.startswith("upscore.")}  # the fixed bilinear kernel
+    assert [n for n, p in top.named_parameters() if p.requires_grad] == \
+        [n for n, p in net.named_parameters() if p.requires_grad]
