@@ -50,7 +50,7 @@ from fcnlib import convolutionalize as cv
 from fcnlib import claims, data, efficiency, exercises, paper, paths, tiers, viz, world
 
 run = fcnlib.start_run("01_convolutionalize", tier=tier, device=device, seed=seed, results_dir=results_dir)
-scene_size = tiers.pick(tier, smoke=128, embedded=256)     # Fig. 2: the world's objects on a bigger canvas
+scene_size = tiers.pick(tier, smoke=320, embedded=320)     # Fig. 2: the world's objects on a bigger canvas (interior windows: > rf 276 px)
 n_scenes = tiers.pick(tier, smoke=2, embedded=25)          # scenes scored for the heatmap check
 bench_size = tiers.pick(tier, smoke=288, embedded=500)     # §3.1 uses 500×500 (smoke: a 3×3 grid)
 bench_reps = tiers.pick(tier, smoke=1, embedded=3, paper=5)
@@ -195,8 +195,9 @@ except ValueError as e:
 # channels scaled down) pretrained to classify 96×96 *object crops* into 48 object classes (the scenes'
 # 20 among them) or background: the object near the centre, others cut by the border. Convolutionalized,
 # it runs on a whole scene and gives, for every class, a map of scores — one per 96-px window at stride
-# 32. The scenes are the embedded world's (`fcnlib.world`), on a 256-px canvas: the same objects, in
-# pixels, as everywhere in the course.
+# 32. The scenes are the embedded world's (`fcnlib.world`), on a 320-px canvas — larger than one
+# receptive field with its padding (276 px), so that section 4 has cells whose window lies inside the
+# image: the same objects, in pixels, as everywhere in the course.
 
 # %%
 clf = world.standin(device=run.device)
@@ -334,7 +335,7 @@ def show_cell(i=0, j=0):
     pos = np.arange(len(top))
     b.barh(pos - 0.2, Pd[top, i, j], 0.4, label="dense net, cell")
     b.barh(pos + 0.2, Pc[top, i, j], 0.4, label=f"classifier, {crop}-px crop")
-    b.set_yticks(pos, [data.CLASSES[c] for c in top]); b.invert_yaxis(); b.set_xlim(0, 1)
+    b.set_yticks(pos, [data.PRETRAIN_CLASSES[c] for c in top]); b.invert_yaxis(); b.set_xlim(0, 1)
     b.set_xlabel("probability"); b.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
