@@ -2,7 +2,7 @@
 
 - ``smoke``: for the tests; seconds per notebook, tiny data, nothing asserted about quality.
 - ``embedded`` (default): offline, on the procedurally generated scenes this course ships; the whole
-  course in about ten minutes on a 2-core CPU, and the paper's trends must show.
+  course in about a quarter of an hour on a 2-core CPU, and the paper's trends must show.
 - ``paper``: the real datasets and ImageNet weights from the local cache, meant for a GPU.
 
 Each notebook keeps its own numbers for each tier in its derived-values cell, using :func:`pick`.
