@@ -50,7 +50,7 @@ from fcnlib import convolutionalize as cv
 from fcnlib import claims, data, efficiency, exercises, paper, paths, tiers, viz, world
 
 run = fcnlib.start_run("01_convolutionalize", tier=tier, device=device, seed=seed, results_dir=results_dir)
-scene_size = tiers.pick(tier, smoke=320, embedded=320)     # Fig. 2: the world's objects on a bigger canvas (interior windows: > rf 276 px)
+scene_size = tiers.pick(tier, smoke=320, embedded=320)     # Fig. 2: world objects on a canvas > rf (276 px)
 n_scenes = tiers.pick(tier, smoke=2, embedded=25)          # scenes scored for the heatmap check
 bench_size = tiers.pick(tier, smoke=288, embedded=500)     # §3.1 uses 500×500 (smoke: a 3×3 grid)
 bench_reps = tiers.pick(tier, smoke=1, embedded=3, paper=5)
