@@ -3,18 +3,22 @@ against the plain eager step, measured side by side in one run.
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--sizes 64 128] [--batch 10] [--reps 7]
 
-- **plain**: the step written out as a textbook has it — NCHW fp32 eager, ``torch.optim.SGD`` with the
-  paper's recipe, ``F.cross_entropy``.
-- **course**: what ``fcnlib.train.train`` runs — the model prepared by ``fcnlib.runtime.prepare_model``
-  (channels_last), the batch made channels_last, ``fcnlib.train.sgd_step`` (bf16 autocast on CUDA).
-- **plain + fused SGD**: the one other switch tried that the course does not use (see below).
+- **plain**: the step written out as a textbook has it — the net as Fig. 3 draws it (the final
+  bilinear upsampling of the whole score map by a transposed convolution, then the crop;
+  ``fast_upsample = False``), NCHW fp32 eager, ``torch.optim.SGD`` with the paper's recipe,
+  ``F.cross_entropy``.
+- **+ windowed upsampling**: the same with the course's final upsampling — only the cells that reach
+  the image, as two matrix products per channel (``models.upsample_window``; the same sums).
+- **course**: what ``fcnlib.train.train`` runs — that, with the model prepared by
+  ``fcnlib.runtime.prepare_model`` (channels_last), the batch made channels_last,
+  ``fcnlib.train.sgd_step`` (bf16 autocast on CUDA).
 
 Both start from the same weights (the stand-in VGG16 transplanted into FCN-8s, the embedded tier's
 model) and see the same batch; times are medians of ``--reps`` steps with the methods interleaved
-(``fcnlib.runtime.median_times``), so load elsewhere slows them alike. Measured on the course's 2-core
-CPU (torch 2.14): channels_last 1.25–1.39× at 64 px, 1.12× at 128 px; a fused SGD update 0.9–0.95×
-(slower); ``torch.compile`` of the forward 1.08× after 37 s of compiling — not worth it for
-minutes-long trainings, so the course does not compile for training.
+(``fcnlib.runtime.median_times``), so load elsewhere slows them alike. Tried on the course's 2-core
+CPU (torch 2.14) and not kept: a fused SGD update 0.9–0.95× (slower); ``torch.compile`` of the
+forward 1.08× after 37 s of compiling (not worth it for minutes-long trainings); bf16 autocast on the
+CPU 1.0× (the stand-in's layers are too narrow for the CPU's bf16 units to pay).
 """
 import argparse
 import copy
@@ -22,7 +26,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from fcnlib import data, models, pretrain, runtime, train
+from fcnlib import data, models, pretrain, runtime, train, world
 
 
 def main():
@@ -42,14 +46,17 @@ def main():
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s "
           f"(stand-in VGG16), batch {args.batch}")
     for size in args.sizes:
-        X, Y = data.EmbeddedScenes("train", n=args.batch, size=size, radius=(0.2, 0.45)).tensors()
+        X, Y = world.scenes("train", args.batch, size=size).tensors()
         X, Y = X.to(device), Y.to(device)
 
         def sgd(model, **kw):
             return torch.optim.SGD(train.param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9, **kw)
 
         plain = copy.deepcopy(start).to(device).train()
+        plain.fast_upsample = False
         opt_plain = sgd(plain)
+        windowed = copy.deepcopy(start).to(device).train()
+        opt_windowed = sgd(windowed)
 
         def plain_step(model=plain, opt=opt_plain):
             loss = F.cross_entropy(model(X), Y, ignore_index=data.VOID)
@@ -57,18 +64,16 @@ def main():
             loss.backward()
             opt.step()
 
-        fused = copy.deepcopy(start).to(device).train()
-        opt_fused = sgd(fused, fused=True)
         course = runtime.prepare_model(copy.deepcopy(start), device).train()
         opt_course = sgd(course)
         fns = {"plain": plain_step,
                "course": lambda: train.sgd_step(course, opt_course, X, Y, device=device),
-               "plain + fused SGD": lambda: plain_step(fused, opt_fused)}
+               "+ windowed upsampling": lambda: plain_step(windowed, opt_windowed)}
         times = runtime.median_times(fns, device, reps=args.reps, warmup=2, grad=True)
         flops = 3 * runtime.flop_count(plain, X)      # forward + backward ≈ 3 × forward
         print(f"\n{size}×{size} px: forward+backward ≈ {flops / 1e9:.1f} GFLOP per step")
         for name, t in times.items():
-            print(f"  {name:18s} {t * 1e3:8.1f} ms/step  {flops / t / 1e9:6.1f} GFLOP/s  "
+            print(f"  {name:22s} {t * 1e3:8.1f} ms/step  {flops / t / 1e9:6.1f} GFLOP/s  "
                   f"{times['plain'] / t:5.2f}× plain")
 
 

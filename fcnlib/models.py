@@ -46,7 +46,7 @@ from torch import fx, nn
 
 from . import receptive_field as rf
 from .convolutionalize import caffe_arithmetic, convolutionalize
-from .upsample import fill_bilinear_, upsample_layer
+from .upsample import fill_bilinear_, separable_kernel, upsample_layer, upsample_separable
 
 VARIANTS = ("32s", "16s", "8s", "pool4")
 REFERENCE_PAD = 100  # conv1_1's padding in the reference implementation (PAPER-FACTS.md)
@@ -278,8 +278,13 @@ def upsample_window(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -
 
     With conv1 padded by 100 the upsampled map is mostly padding (a 64-px image: 312² outputs, of
     which 64² are kept); the kept rows [o, o + H) get contributions from cells k with
-    k·f ≤ p < k·f + kernel only. Upsampling those cells alone is 30× faster on a CPU.
+    k·f ≤ p < k·f + kernel only. Upsampling those cells alone is 30× faster on a CPU. A fixed
+    bilinear ``up`` (the final upsampling) is computed as two matrix products per channel
+    (``upsample.upsample_separable``): the same sums in another order, equal to float rounding, and
+    ``benchmarks/bench_train.py`` measures what it saves a training step.
     """
+    if separable_kernel(up) is not None:
+        return upsample_separable(score, up, offset, size)
     f, kern = up.stride[0], up.kernel_size[0]
     (oh, ow), (H, W) = offset, size
     rows = (max(0, -(-(oh - kern + 1) // f)), min(score.shape[-2] - 1, (oh + H - 1) // f))

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from .train import VOID, History, TrainConfig, pixel_loss, train
+from .upsample import upsampling_matrix
 
 
 # ------------------------------------------------------------------ which cell owns which pixel
@@ -286,25 +287,6 @@ def break_even_p(t_whole: float, t_patch: float, cells: float) -> float:
 
 
 # ------------------------------------------------------------------ class balancing
-def upsampling_matrix(up: torch.nn.ConvTranspose2d, offset: int, cells: int, size: int) -> torch.Tensor:
-    """The fixed bilinear upsampling and the final crop as one (size, cells) matrix A: channel c of
-    ``crop(up(s))`` is ``A @ s[c] @ A.T`` for a (cells × cells) map s. Exact when ``up`` upsamples each
-    channel alone with the same separable kernel w ⊗ w (the FCN's fixed ``upscore``). On a CPU it is
-    far cheaper than the 2f × 2f transposed convolution: used to train a last layer on cached features."""
-    kernel = up.weight[0, 0].detach().double()              # (K, K) = w ⊗ w
-    w = kernel.diagonal().sqrt()
-    if not torch.allclose(torch.outer(w, w), kernel, atol=1e-6):
-        raise ValueError("the upsampling kernel is not an outer product w ⊗ w (not bilinear)")
-    f, K = up.stride[0], len(w)
-    A = torch.zeros(size, cells, dtype=torch.float64)
-    for k in range(cells):
-        for q in range(size):
-            i = q + offset - f * k                               # tap of cell k reaching output q
-            if 0 <= i < K:
-                A[q, k] = w[i]
-    return A.float()
-
-
 def median_frequency_weights(Y: torch.Tensor, num_classes: int, ignore_index: int = VOID):
     """Median-frequency class weights (Eigen & Fergus): freq_c = pixels of class c / pixels of the
     images where c appears; w_c = median(freq) / freq_c. Classes absent from ``Y`` get weight 1."""

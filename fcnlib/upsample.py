@@ -97,6 +97,52 @@ def upsample_layer(channels: int, factor: int, learnable: bool = False,
     return layer
 
 
+def separable_kernel(up: nn.ConvTranspose2d) -> torch.Tensor | None:
+    """The 1-D kernel w when ``up`` is a *fixed* upsampling that maps each channel on its own by the
+    same separable filter w ⊗ w (an FCN's final bilinear upsampling); None otherwise (a learned
+    layer, one that mixes channels, or one whose filter is not an outer product)."""
+    W = up.weight                                                 # (C, C / groups, K, K)
+    C = up.in_channels
+    if W.requires_grad or up.bias is not None or up.out_channels != C or up.groups not in (1, C) \
+            or W.shape[-1] != W.shape[-2] or up.stride[0] != up.stride[1] or up.padding != (0, 0) \
+            or up.output_padding != (0, 0) or up.dilation != (1, 1):
+        return None
+    with torch.no_grad():
+        k = W[0, 0]
+        if up.groups == C:                                        # depthwise: one filter per channel
+            diagonal, off = W[:, 0], W.new_zeros(0)
+        else:                                                     # full: the filter on the channel diagonal
+            eye = torch.eye(C, dtype=torch.bool, device=W.device)
+            diagonal, off = W[eye], W[~eye]
+        if not (torch.equal(diagonal, k.expand(C, *k.shape)) and not off.any()):
+            return None
+        w = k.diagonal().sqrt()                                   # (K,)
+        return w if torch.allclose(torch.outer(w, w), k, atol=1e-6) else None
+
+
+def upsampling_matrix(up: nn.ConvTranspose2d, offset: int, cells: int, size: int) -> torch.Tensor:
+    """Upsampling by ``up`` followed by a crop at ``offset``, along one axis, as a (size, cells)
+    matrix A: for a separable, channel-wise ``up`` (:func:`separable_kernel`), channel c of
+    ``crop(up(s))`` is ``A_h @ s[c] @ A_w.T``. Output q gets w[q + offset − f·k] from cell k."""
+    w = separable_kernel(up)
+    if w is None:
+        raise ValueError("the upsampling is not a fixed channel-wise separable filter w ⊗ w (not the final bilinear)")
+    f = up.stride[0]
+    tap = torch.arange(size, device=w.device)[:, None] + offset - f * torch.arange(cells, device=w.device)  # (size, cells)
+    inside = (tap >= 0) & (tap < len(w))
+    return torch.where(inside, w[tap.clamp(0, len(w) - 1)], torch.zeros((), dtype=w.dtype, device=w.device))
+
+
+def upsample_separable(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -> torch.Tensor:
+    """``crop(up(score))`` at ``offset`` (oy, ox) to ``size`` (H, W), for a separable channel-wise ``up``:
+    two small matrix products per channel instead of a transposed convolution that also multiplies
+    every channel by the zeros off the diagonal — the same sums, in another order."""
+    (oh, ow), (H, W) = offset, size
+    A_h = upsampling_matrix(up, oh, score.shape[-2], H).to(score.dtype)   # (H, h)
+    A_w = upsampling_matrix(up, ow, score.shape[-1], W).to(score.dtype)   # (W, w)
+    return torch.einsum("hk,nckl,wl->nchw", A_h, score, A_w)            # (N, K, H, W)
+
+
 def align_crop(size: int, centre: float) -> int:
     """Top/left crop that puts a transposed convolution's output on the input's pixel grid.
 

@@ -166,3 +166,26 @@ def test_upsample_to_input_places_cells_at_their_centres():
     for centre in ((f - 1) / 2 + 8, (f - 1) / 2 - 9):
         with pytest.raises(ValueError, match="more than one cell"):
             up.upsample_to_input(x, layer, centre, (24, 24))
+
+
+def test_separable_upsampling_equals_the_transposed_convolution_and_crop():
+    """The final (fixed, channel-wise bilinear) upsampling as A_h · s · A_wᵀ: the transposed
+    convolution's numbers, on rectangular maps and crops; learned or channel-mixing layers are refused."""
+    torch.manual_seed(0)
+    for factor, (h, w), (oy, ox), (H, W) in [(32, (5, 7), (19, 31), (128, 150)), (8, (9, 4), (0, 5), (60, 20)),
+                                             (2, (3, 3), (1, 1), (5, 4))]:
+        layer = up.upsample_layer(6, factor)                    # fixed: requires_grad False
+        s = torch.randn(2, 6, h, w, dtype=torch.float64)
+        want = layer.double()(s)[..., oy:oy + H, ox:ox + W]
+        got = up.upsample_separable(s, layer.double(), (oy, ox), (H, W))
+        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-12)
+    depthwise = up.upsample_layer(6, 8, depthwise=True)
+    s = torch.randn(1, 6, 4, 5)
+    assert torch.allclose(up.upsample_separable(s, depthwise, (3, 4), (20, 30)), depthwise(s)[..., 3:23, 4:34], atol=1e-6)
+    assert up.separable_kernel(up.upsample_layer(6, 4, learnable=True)) is None
+    mixing = up.upsample_layer(3, 4)
+    with torch.no_grad():
+        mixing.weight[0, 1] += 0.1
+    assert up.separable_kernel(mixing) is None
+    with pytest.raises(ValueError, match="not a fixed"):
+        up.upsampling_matrix(mixing, 0, 3, 8)
