@@ -103,6 +103,8 @@ def separable_kernel(up: nn.ConvTranspose2d) -> torch.Tensor | None:
     layer, one that mixes channels, or one whose filter is not an outer product)."""
     W = up.weight                                                 # (C, C / groups, K, K)
     C = up.in_channels
+    if W.is_meta:                                                 # shapes only: nothing to read
+        return None
     if W.requires_grad or up.bias is not None or up.out_channels != C or up.groups not in (1, C) \
             or W.shape[-1] != W.shape[-2] or up.stride[0] != up.stride[1] or up.padding != (0, 0) \
             or up.output_padding != (0, 0) or up.dilation != (1, 1):

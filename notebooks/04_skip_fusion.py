@@ -224,7 +224,7 @@ run.record(step_ms_per_image={"pad_ours": cost_ours * 1e3, "pad_100": cost_100 *
 #   keeps the §4.2 control "decreasing the learning rate without adding the extra link" meaningful —
 #   it lowers the rate by the same factor as FCN-16s, without the skip. The paper tier divides by 100
 #   at each stage. `tools/frontier_skip.py` prints mean IU against training time for other choices.
-# * FCN-32s trains for 600 steps of 10 images, each upgrade and each control for 200 (the paper: three
+# * FCN-32s trains for 500 steps of 10 images, each upgrade and each control for 200 (the paper: three
 #   days, then a day each); FCN-32s-fixed (only `score_fr` learns, Table 2's first row) for 400, where its mean IU has stopped
 #   rising (a step costs less than half of FCN-32s's: no backward through the backbone). Three
 #   whole runs, seeds 0, 1 and 2, on the same data: a seed sets the minibatch order and dropout of
@@ -403,8 +403,9 @@ run.claim("table2.fixed", ours=f"{ratio:.0%} of FCN-32s (per seed {min(fixed_rat
 # **The frontier.** The paper's FCN-8s is far above ours; how much training would close the gap on
 # these scenes? `tools/frontier_skip.py` trains one seed longer and prints mean IU against training
 # seconds at every quarter of each stage (its docstring records a run on the course's CPU): FCN-8s
-# passes 50 mean IU only after about twice this notebook's training per seed, which with the two
-# controls and three seeds would not fit the course's quarter-hour on two cores.
+# passes 50 mean IU once FCN-32s has had about 1,000 steps and FCN-16s about 500 — nearly twice
+# this notebook's steps per seed, and the two controls grow with FCN-16s: with three seeds it does
+# not fit the course's quarter-hour on two cores.
 
 # %% [markdown]
 # ## 5. The controls of §4.2
