@@ -410,7 +410,9 @@ print(f"shift-and-stitch (f = 8): {finding['stitch']['flops_over_deconv_f8']:.0f
       f"{finding['deconv_f4']['flops_over_deconv_f8']:.1f}× the FLOPs, "
       f"{finding['deconv_f4']['mean_iu_points_over_deconv_f8']:+.1f} points")
 if tier != "smoke":  # the paper's verdict, as far as we can check it: stitching buys little for its cost
-    assert finding["stitch"]["flops_over_deconv_f8"] > 10 and finding["stitch_over_deconv_f8_time"] > 2
+    # the cost is asserted in FLOPs (fixed by the nets); the measured time ratio is only recorded: on a
+    # machine where another process holds a core it fell from 25× to 1.1× (threads waiting on each other)
+    assert finding["stitch"]["flops_over_deconv_f8"] > 10
     assert finding["stitch"]["mean_iu_points_over_deconv_f8"] < 5, "stitching gained more than expected"
 st = finding["stitch"]
 cheaper, as_good = st["flops_over_deconv_f8"] > 1, st["mean_iu_points_over_deconv_f8"] <= 1.0
