@@ -24,7 +24,10 @@ from . import paths, report, runtime, tiers
 from . import results as results_mod
 
 NOTEBOOKS = paths.ROOT / "notebooks"
-TIMEOUTS = {"smoke": 300, "embedded": 900, "paper": 7200}  # seconds per notebook
+# seconds per cell (papermill's execution timeout): a hang is caught, a busy machine is not. The embedded
+# tier's longest cell (notebook 04's training, about 8 minutes on a quiet 2-core CPU) ran about 4.6x slower
+# per step with another process keeping one core busy, so an hour leaves it room.
+TIMEOUTS = {"smoke": 300, "embedded": 3600, "paper": 7200}
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -115,7 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
     p.add_argument("--only", nargs="*", help="notebook numbers or stems, e.g. 00 04")
     p.add_argument("--results", default=None, help="results folder (default results/ or $FCN_RESULTS)")
-    p.add_argument("--timeout", type=int, default=None, help="seconds per notebook")
+    p.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: by tier, TIMEOUTS)")
     args = p.parse_args(argv)
     try:
         tiers.check_tier(args.tier)
