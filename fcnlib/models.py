@@ -283,8 +283,9 @@ def upsample_window(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -
     (``upsample.upsample_separable``): the same sums in another order, equal to float rounding, and
     ``benchmarks/bench_train.py`` measures what it saves a training step.
     """
-    if separable_kernel(up) is not None:
-        return upsample_separable(score, up, offset, size)
+    w = separable_kernel(up)
+    if w is not None:
+        return upsample_separable(score, up, offset, size, kernel=w)
     f, kern = up.stride[0], up.kernel_size[0]
     (oh, ow), (H, W) = offset, size
     rows = (max(0, -(-(oh - kern + 1) // f)), min(score.shape[-2] - 1, (oh + H - 1) // f))

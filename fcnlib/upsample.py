@@ -126,22 +126,33 @@ def upsampling_matrix(up: nn.ConvTranspose2d, offset: int, cells: int, size: int
     """Upsampling by ``up`` followed by a crop at ``offset``, along one axis, as a (size, cells)
     matrix A: for a separable, channel-wise ``up`` (:func:`separable_kernel`), channel c of
     ``crop(up(s))`` is ``A_h @ s[c] @ A_w.T``. Output q gets w[q + offset − f·k] from cell k."""
+    return _axis_matrix(_kernel_or_raise(up), up.stride[0], offset, cells, size)
+
+
+def _kernel_or_raise(up: nn.ConvTranspose2d) -> torch.Tensor:
     w = separable_kernel(up)
     if w is None:
         raise ValueError("the upsampling is not a fixed channel-wise separable filter w ⊗ w (not the final bilinear)")
-    f = up.stride[0]
+    return w
+
+
+def _axis_matrix(w: torch.Tensor, f: int, offset: int, cells: int, size: int) -> torch.Tensor:
+    """The (size, cells) matrix of :func:`upsampling_matrix` from the 1-D kernel ``w`` and stride ``f``."""
     tap = torch.arange(size, device=w.device)[:, None] + offset - f * torch.arange(cells, device=w.device)  # (size, cells)
     inside = (tap >= 0) & (tap < len(w))
     return torch.where(inside, w[tap.clamp(0, len(w) - 1)], torch.zeros((), dtype=w.dtype, device=w.device))
 
 
-def upsample_separable(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -> torch.Tensor:
+def upsample_separable(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size,
+                       kernel: torch.Tensor | None = None) -> torch.Tensor:
     """``crop(up(score))`` at ``offset`` (oy, ox) to ``size`` (H, W), for a separable channel-wise ``up``:
     two small matrix products per channel instead of a transposed convolution that also multiplies
-    every channel by the zeros off the diagonal — the same sums, in another order."""
+    every channel by the zeros off the diagonal — the same sums, in another order. ``kernel``: ``up``'s
+    :func:`separable_kernel`, when the caller has it already (it is checked once, not per axis)."""
     (oh, ow), (H, W) = offset, size
-    A_h = upsampling_matrix(up, oh, score.shape[-2], H).to(score.dtype)   # (H, h)
-    A_w = upsampling_matrix(up, ow, score.shape[-1], W).to(score.dtype)   # (W, w)
+    w, f = (_kernel_or_raise(up) if kernel is None else kernel), up.stride[0]
+    A_h = _axis_matrix(w, f, oh, score.shape[-2], H).to(score.dtype)   # (H, h)
+    A_w = _axis_matrix(w, f, ow, score.shape[-1], W).to(score.dtype)   # (W, w)
     return torch.einsum("hk,nckl,wl->nchw", A_h, score, A_w)            # (N, K, H, W)
 
 
