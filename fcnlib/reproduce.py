@@ -75,6 +75,18 @@ def _kernel_stderr_to(log: Path):
             os.close(saved)
 
 
+def _trust(path: Path) -> None:
+    """Sign an executed notebook in this user's Jupyter notary (as ``jupyter trust`` does): the user's
+    own run produced its outputs, so JupyterLab shows its widgets from their saved state on reopening
+    rather than their text fallback."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+    try:
+        NotebookNotary().sign(nbformat.read(path, as_version=4))
+    except Exception as e:  # a read-only or locked notary database: the notebook still opens, untrusted
+        print(f"(could not mark {path.name} as trusted: {type(e).__name__}: {e})")
+
+
 def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, timeout: int,
             extra: dict | None = None, progress: bool = False) -> tuple[str, float, str]:
     """Execute one notebook; return (status, seconds, detail) with status ``ok``, ``failed`` or
@@ -103,6 +115,8 @@ def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, time
     finally:
         os.environ.pop("FCN_RUN_ID", None)
     secs = time.perf_counter() - t0
+    if status == "ok":
+        _trust(out)
     try:
         entry = results_mod.set_outcome(nb.stem, run_id, status, detail, results)
     except Exception as e:  # the outcome is still printed

@@ -182,9 +182,10 @@ class Run:
     def __repr__(self):
         return f"Run({self.stem!r}, tier={self.tier!r}, device={str(self.device)!r}, seed={self.seed})"
 
-    def record(self, **values) -> dict:
-        """Record key figures (numbers, lists, small dicts) under this notebook's stem."""
-        return merge_summary(self.stem, values, self.results)
+    def record(self, **values) -> None:
+        """Record key figures (numbers, lists, small dicts) under this notebook's stem (returns nothing,
+        so a cell ending with it shows nothing: the record is in summary.json and REPORT.md)."""
+        merge_summary(self.stem, values, self.results)
 
     def compare(self, name: str, ours, paper, unit: str = "", note: str = "") -> None:
         """Record one of ours beside the paper's value, for REPORT.md."""
@@ -194,7 +195,7 @@ class Run:
         merge_summary(self.stem, {"_compare": rows}, self.results)
 
     def claim(self, claim_id: str, *, ours, paper, verdict: str, why: str = "", seeds=None,
-              spread=None) -> dict:
+              spread=None) -> None:
         """Record this run's verdict on one of the paper's claims (registered in ``fcnlib.claims``):
         ``ours`` and ``paper`` are short values (the paper's looked up with ``fcnlib.paper``), ``seeds``
         the seeds a trained-model claim rests on and ``spread`` its spread over them
@@ -207,26 +208,34 @@ class Run:
                "seeds": list(seeds) if seeds is not None else None, "spread": spread}
         entry = load_summary(self.results).get(self.stem, {})
         merge_summary(self.stem, {"_claims": {**entry.get("_claims", {}), claim_id: row}}, self.results)
-        return row
 
-    def savefig(self, fig, name: str, dpi: int = 110) -> Path:
-        """Save a matplotlib figure under results/figures/<stem>/<name>.png (atomically)."""
+    def savefig(self, fig, name: str, dpi: int = 110) -> None:
+        """Save a matplotlib figure under results/figures/<stem>/<name>.png (atomically); :meth:`figure_path`
+        says where."""
         import io
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        path = paths.atomic_write_bytes(self.figdir / f"{name}.png", buf.getvalue())
+        paths.atomic_write_bytes(self.figure_path(name), buf.getvalue())
         if name not in self.figures:
             self.figures.append(name)
-        return path
 
-    def finish(self) -> dict:
-        """Close the run record: wall time, figures saved, status ok."""
+    def figure_path(self, name: str) -> Path:
+        return self.figdir / f"{name}.png"
+
+    def finish(self) -> None:
+        """Close the run record (wall time, figures saved, status ok) and print one line about it."""
         entry = load_summary(self.results).get(self.stem, {})
         run = dict(entry.get("_run", {}))
         run.update(wall_time_s=round(time.perf_counter() - self.t0, 3), status="ok",
                    figures=[str((self.figdir / f"{n}.png").relative_to(self.results)) for n in self.figures])
         entry = {k: v for k, v in entry.items() if k != "_previous"}
-        return merge_summary(self.stem, {**entry, "_run": run}, self.results, replace=True)
+        merge_summary(self.stem, {**entry, "_run": run}, self.results, replace=True)
+        def n(count, what):
+            return f"{count} {what}{'s' * (count != 1)}"
+        values = [k for k in entry if not k.startswith("_")]
+        print(f"{self.stem} finished in {run['wall_time_s']:.0f} s ({self.tier} tier): {n(len(values), 'value')}, "
+              f"{n(len(entry.get('_claims', {})), 'claim')} and {n(len(self.figures), 'figure')} recorded "
+              f"in {self.results}")
 
 
 def start_run(stem, tier="embedded", device="auto", seed=0, results_dir=None, threads="auto") -> Run:

@@ -57,8 +57,9 @@ def image_np(x: torch.Tensor) -> np.ndarray:
     return denormalize(x.detach().float().cpu()).permute(1, 2, 0).numpy()
 
 
-def show_samples(images, labels, titles=None, palette: str = "voc", preds=None):
-    """A grid: images on the first row, labels (and predictions, if given) below. Returns the figure."""
+def show_samples(images, labels, titles=None, palette: str = "voc", preds=None, classes=None):
+    """A grid: images on the first row, labels (and predictions, if given) below, and a legend of the
+    classes shown (``classes``: their names, default the scenes'). Returns the figure."""
     import matplotlib.pyplot as plt
     rows = 2 + (preds is not None)
     n = len(images)
@@ -78,6 +79,9 @@ def show_samples(images, labels, titles=None, palette: str = "voc", preds=None):
     if preds is not None:
         axes[2, 0].set_ylabel("prediction")
     fig.tight_layout()
+    if classes is None:
+        from .data import CLASSES as classes
+    class_legend(fig, list(labels) + list(preds if preds is not None else []), classes, palette)
     return fig
 
 
@@ -94,6 +98,18 @@ def legend(classes, palette: str = "voc", ax=None):
     return ax
 
 
+def class_legend(fig, maps, classes, palette: str = "voc", ncol: int = 5):
+    """A legend under ``fig`` naming the classes that appear in ``maps`` (label or prediction maps,
+    (H, W) or (N, H, W)): a learner reads a segmentation figure by its colours. Returns the legend."""
+    import matplotlib.patches as mpatches
+    pal = voc_palette() if palette == "voc" else cb_palette()
+    present = sorted({int(v) for m in maps for v in torch.as_tensor(m).unique().tolist()})
+    names = {**dict(enumerate(classes)), VOID: "void"}
+    handles = [mpatches.Patch(fc=pal[i] / 255, ec="0.5", lw=0.5, label=names.get(i, str(i))) for i in present]
+    return fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(ncol, len(handles)),
+                      fontsize=8, frameon=False, title="classes shown", title_fontsize=8)
+
+
 def show_source(obj) -> None:
     """Print the source of a library function or class: the lesson's code, not a copy of it."""
     from IPython.display import Markdown, display
@@ -108,12 +124,19 @@ def widgets_available() -> bool:
         return False
 
 
-def explore(draw, static: list[dict] | None = None, **controls):
+def explore(draw, static: list[dict] | None = None, bounds=None, **controls):
     """Draw ``draw(**kw)`` for every kwargs in ``static`` (the static twin, which a batch run keeps),
     then show an ipywidgets control over ``controls`` for interactive use in JupyterLab.
 
-    Returns the list of static figures (for ``run.savefig``).
+    The controls start in the state of the first static figure (else at ``draw``'s defaults), so the
+    widget opens showing what the figure above it shows. ``bounds(**values)``, if given, returns
+    ``{control: (min, max)}`` for the current values: a slider whose range depends on another control
+    (a shift below the factor f, say) is kept to it. Returns the list of static figures (for
+    ``run.savefig``).
     """
+    import functools
+    import inspect
+
     import matplotlib.pyplot as plt
     from IPython.display import display
     figs = []
@@ -125,9 +148,30 @@ def explore(draw, static: list[dict] | None = None, **controls):
     if controls and widgets_available():
         import ipywidgets as w
 
+        @functools.wraps(draw)
         def _show(**kw):
             fig = draw(**kw)
             display(fig)
             plt.close(fig)
-        display(w.interactive(_show, **controls))
+
+        defaults = {k: v.default for k, v in inspect.signature(draw).parameters.items()
+                    if v.default is not inspect.Parameter.empty}
+        start = {**defaults, **(static[0] if static else {})}
+        widgets = {k: w.interactive.widget_from_abbrev(a, start.get(k, inspect.Parameter.empty))
+                   for k, a in controls.items()}
+        for k, c in widgets.items():   # a widget passed in ready-made starts at the figure's value too
+            if k in start and isinstance(controls[k], w.ValueWidget):
+                c.value = start[k]
+        if bounds is not None:
+            def keep_in_bounds(_=None):
+                for name, (lo, hi) in bounds(**{k: c.value for k, c in widgets.items()}).items():
+                    c = widgets[name]
+                    if lo > c.max:          # never min > max on the way
+                        c.max, c.min = hi, lo
+                    else:
+                        c.min, c.max = lo, hi
+            for c in widgets.values():
+                c.observe(keep_in_bounds, "value")
+            keep_in_bounds()
+        display(w.interactive(_show, **widgets))
     return figs

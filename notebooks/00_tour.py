@@ -23,11 +23,20 @@
 # This first notebook checks the machine, introduces the *embedded* dataset that stands in for
 # PASCAL VOC, and works the paper's four metrics (Section 5) through by hand.
 
+# %% [markdown]
+# **You will learn:** how the course is laid out (tiers, records, the report); the embedded scenes that
+# stand in for PASCAL VOC and why their sizes; the paper's four metrics (§5), worked by hand and written
+# as code.
+#
+# **It assumes:** Python and a first look at PyTorch tensors; nothing of the paper yet.
+#
+# **Time on a 2-core CPU:** about 10 s in the default (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -94,10 +103,10 @@ run.savefig(fig, "samples_voc_palette")
 # The same labels with a colour-blind-safe palette (Paul Tol's schemes), and the legend:
 
 # %%
-fig, axes = plt.subplots(1, n_show + 1, figsize=(2.2 * (n_show + 1), 2.6))
+fig, axes = plt.subplots(1, n_show, figsize=(2.2 * n_show, 2.4))
 for ax, lab in zip(axes, labels):
     ax.imshow(viz.colorize(lab, "cb"), interpolation="nearest"); ax.axis("off")
-viz.legend(data.CLASSES, "cb", ax=axes[-1])
+viz.class_legend(fig, labels, data.CLASSES, "cb")   # under the panels: the classes they show
 run.savefig(fig, "samples_cb_palette")
 
 # %% [markdown]
@@ -201,14 +210,12 @@ run.claim("s5.metrics", ours=f"fcnlib = by hand to {gap:.0e}", paper="§5's four
 # as a plain Python float.
 
 # %%
-exercises.load("00")
+exercises.load("00", key=solutions)
 from fcnlib.exercise_bank.ex00 import EXERCISE_CM
 print(EXERCISE_CM)
 
 # %%
 answer = None  # ✏️ your answer here, e.g. answer = 0.5
-if answer is None and solutions:
-    answer = exercises.solution("00.mean_iu")
 exercises.check("00.mean_iu", answer)
 
 # %% [markdown]
@@ -216,9 +223,21 @@ exercises.check("00.mean_iu", answer)
 
 # %%
 answer = None  # ✏️ your answer here
-if answer is None and solutions:
-    answer = exercises.solution("00.fw_iu")
 exercises.check("00.fw_iu", answer)
+
+# %% [markdown]
+# **Exercise 3 (code).** Every metric starts from the confusion matrix. Write it: `confusion(pred, label, n)`
+# takes integer tensors of the same shape (predicted and true classes, void = 255 in the label) and
+# returns the (n, n) matrix of counts, rows the truth and columns the prediction, void pixels left out.
+# It is checked against `fcnlib.metrics.confusion` on three inputs; a wrong version is told where it
+# first differs.
+
+# %%
+def confusion(pred, label, n):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("00.confusion", confusion)
 
 # %% [markdown]
 # ## 4. Where the course goes
@@ -231,6 +250,16 @@ exercises.check("00.fw_iu", answer)
 # | 04 skip fusion | §4.1–4.3, Table 2, Figs. 3–4 | FCN-32s → 16s → 8s, trained in stages |
 # | 05 loss sampling | §3.4, §4.3, Fig. 5 | patch sampling as loss sampling; convergence curves |
 # | 06 metrics & upper bound | §5, App. A | the four metrics' pitfalls; the mean-IU upper bound |
+
+# %% [markdown]
+# ## Summary
+#
+# The course runs on generated scenes whose objects span one to three stride-32 cells, as VOC's objects do
+# at 500 px; every result is recorded beside the paper's. The four metrics come from one confusion matrix
+# and weigh classes differently: mean IU, the paper's headline, treats every class alike and punishes
+# false positives.
+#
+# **Next:** [01 · Convolutionalization](01_convolutionalize.ipynb).
 
 # %%
 run.finish()

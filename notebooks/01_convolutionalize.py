@@ -28,11 +28,20 @@
 #    where zero padding makes it only nearly so — with a widget to look at any cell;
 # 5. measures the efficiency claim (dense vs naive, forward and backward) and explains it with FLOPs.
 
+# %% [markdown]
+# **You will learn:** why a fully connected layer is a convolution (§3.1); how a classifier becomes a
+# dense predictor and Fig. 2's heatmaps; in what sense each output cell is the classifier on its window;
+# why the dense pass is cheaper than sliding windows, in FLOPs.
+#
+# **It assumes:** notebook 00; what a convolution, a pooling and a fully connected layer compute.
+#
+# **Time on a 2-core CPU:** about 35 s in the default (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -55,7 +64,7 @@ n_scenes = tiers.pick(tier, smoke=2, embedded=25)          # scenes scored for t
 bench_size = tiers.pick(tier, smoke=288, embedded=500)     # §3.1 uses 500×500 (smoke: a 3×3 grid)
 bench_reps = tiers.pick(tier, smoke=1, embedded=3, paper=5)
 bench_single = tiers.pick(tier, smoke=3, embedded=9, paper=None)      # windows timed one by one (None: all)
-exercises.load("01")
+exercises.load("01", key=solutions)
 run
 
 # %% [markdown]
@@ -224,12 +233,14 @@ def heatmaps(n, classes):
     axes[1].imshow(viz.colorize(Y[n]), interpolation="nearest"); axes[1].set_title("label")
     for ax, c in zip(axes[2:], classes):
         ax.imshow(viz.image_np(X[n]))
-        ax.imshow(P[n, c], extent=cell_extent(h, w), alpha=0.65, vmin=0, vmax=1, cmap="magma")
+        heat = ax.imshow(P[n, c], extent=cell_extent(h, w), alpha=0.65, vmin=0, vmax=1, cmap="magma")
         ax.set_xlim(0, scene_size); ax.set_ylim(scene_size, 0)
         ax.set_title(f"p({data.CLASSES[c]})", fontsize=9)
     for ax in axes:
         ax.set_xticks([]); ax.set_yticks([])
     fig.tight_layout()
+    fig.colorbar(heat, ax=list(axes[2:]), fraction=0.015, pad=0.01, label="class probability of the cell")
+    viz.class_legend(fig, [Y[n]], data.CLASSES)
     return fig
 
 
@@ -510,8 +521,6 @@ run.record(flop_ratio_convolutions=conv_ratio, gflops_per_layer={"dense": {k: v 
 
 # %%
 answer = None  # ✏️ your answer here
-if answer is None and solutions:
-    answer = exercises.solution("01.fc6_weight")
 exercises.check("01.fc6_weight", answer);
 
 # %% [markdown]
@@ -520,8 +529,6 @@ exercises.check("01.fc6_weight", answer);
 
 # %%
 answer = None  # ✏️ your answer here
-if answer is None and solutions:
-    answer = exercises.solution("01.flatten_column")
 exercises.check("01.flatten_column", answer);
 
 # %% [markdown]
@@ -530,9 +537,20 @@ exercises.check("01.flatten_column", answer);
 
 # %%
 answer = None  # ✏️ your answer here
-if answer is None and solutions:
-    answer = exercises.solution("01.grid")
 exercises.check("01.grid", answer);
+
+# %% [markdown]
+# **6.4 (code).** Write the lesson of §3.1 yourself: `linear_to_conv(linear, in_channels, kernel_size)`
+# returns an `nn.Conv2d` that computes the fully connected layer `linear` on every k×k window of a
+# C-channel map. The check runs your convolution and `fcnlib.convolutionalize.linear_to_conv`'s on a map
+# two cells wider than the layer's input (a 3×3 grid of outputs) for three layers.
+
+# %%
+def linear_to_conv(linear, in_channels, kernel_size):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("01.linear_to_conv", linear_to_conv)
 
 # %% [markdown]
 # ## 7. The real thing (`paper` tier): ImageNet AlexNet on a photo
@@ -564,15 +582,27 @@ if tier == "paper":
     c0 = (224 - 1) / 2
     ext = (c0 - 16, c0 + (ww - 0.5) * 32, c0 + (hh - 0.5) * 32, c0 - 16)
     for ax, c in zip(axes[1:], top):
-        ax.imshow(photo); ax.imshow(pp[c], extent=ext, alpha=0.6, cmap="magma", vmin=0)
+        ax.imshow(photo); heat = ax.imshow(pp[c], extent=ext, alpha=0.6, cmap="magma", vmin=0, vmax=1)
         ax.set_xlim(0, photo.width); ax.set_ylim(photo.height, 0)
         ax.set_title(meta.meta["categories"][c])
     for ax in axes:
         ax.axis("off")
+    fig.colorbar(heat, ax=list(axes[1:]), fraction=0.015, pad=0.01, label="class probability of the cell")
     run.savefig(fig, "imagenet_alexnet_heatmaps")
     run.record(imagenet_top_classes=[meta.meta["categories"][c] for c in top], imagenet_grid=[hh, ww])
 else:
     print("(runs in the `paper` tier, with ImageNet weights from the local cache)")
+
+# %% [markdown]
+# ## Summary
+#
+# A fully connected layer over a C×k×k map is a k×k convolution with the same weights, so a
+# convolutionalized classifier answers for every window of a larger input in one pass; its cells equal the
+# classifier on their crops exactly where no padding reaches them. The dense pass shares the overlapping
+# windows' work: the FLOP count predicts how much
+# cheaper it is, and the timings are recorded beside that prediction.
+#
+# **Next:** [02 · Receptive fields](02_receptive_field.ipynb).
 
 # %%
 run.finish();

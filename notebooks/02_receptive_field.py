@@ -31,11 +31,20 @@
 # $f_{ks} \circ g_{k's'} = (f \circ g)_{k' + (k-1)s',\ ss'}$ — each layer widens the field by
 # $(k-1)$ jumps of the layers below, and the jumps multiply.
 
+# %% [markdown]
+# **You will learn:** §3's rule for composing layers into receptive-field size, jump and centre;
+# coordinate maps and the crop offsets of the skip architecture; checking the arithmetic against
+# gradients; Table 1's fields and strides.
+#
+# **It assumes:** notebook 01; convolution arithmetic (kernel, stride, padding, dilation).
+#
+# **Time on a 2-core CPU:** about 15 s in the default (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -522,14 +531,12 @@ print(f"with input_shape=224 the adaptive pooling is an identity (6 → 6): fiel
 # `(size, jump)`.
 
 # %%
-exercises.load("02")
+exercises.load("02", key=solutions)
 from fcnlib.exercise_bank import ex02
 print(ex02.tiny_net())
 
 # %%
 answer = None  # ✏️ your answer here, e.g. (10, 2)
-if answer is None and solutions:
-    answer = exercises.solution("02.tiny_rf")
 exercises.check("02.tiny_rf", answer)
 
 # %% [markdown]
@@ -541,8 +548,6 @@ print(ex02.tiny_fcn_paths()[0])
 
 # %%
 answer = None  # ✏️ your answer here (an integer)
-if answer is None and solutions:
-    answer = exercises.solution("02.crop_offset")
 exercises.check("02.crop_offset", answer)
 
 # %% [markdown]
@@ -550,9 +555,19 @@ exercises.check("02.crop_offset", answer)
 
 # %%
 answer = None  # ✏️ your answer here (an integer)
-if answer is None and solutions:
-    answer = exercises.solution("02.vgg_fc6")
 exercises.check("02.vgg_fc6", answer)
+
+# %% [markdown]
+# **Exercise 4 (code).** Write §3's rule: `field_size(net)` takes an `nn.Sequential` of convolutions,
+# max-poolings and pointwise layers and returns the last layer's (receptive-field size, jump) as a
+# tuple. Checked against `fcnlib.receptive_field.receptive_fields` on three nets (one with a dilation).
+
+# %%
+def field_size(net):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("02.field_size", field_size)
 
 # %% [markdown]
 # ## 9. Record
@@ -570,6 +585,15 @@ run.record(
     empirical_nets=list(checks),
     misaligned_sizes_1_to_1024=counts, misaligned_per_32_sizes_floor=per_period,
 )
+
+# %% [markdown]
+# ## Summary
+#
+# Every unit of a convnet sees a window of the input whose size, spacing and centre follow from the layers
+# by §3's rule; the crops that line up the FCN's maps are differences of such centres, and the gradient of
+# a unit outlines exactly the field the rule predicts.
+#
+# **Next:** [03 · Dense prediction](03_dense_prediction.ipynb).
 
 # %%
 run.finish()

@@ -29,11 +29,20 @@
 # interpolation away from the border), train one small stand-in model, and put the three side by side
 # on it: their outputs, their cost and their quality. Last, fixed against learned upsampling.
 
+# %% [markdown]
+# **You will learn:** the three ways from a coarse grid to one answer per pixel (§3.2–3.3): shift-and-
+# stitch, filter rarefaction, upsampling by backwards convolution; why the first two are the same
+# computation; what each costs.
+#
+# **It assumes:** notebooks 01–02 (strides, receptive fields).
+#
+# **Time on a 2-core CPU:** about 25 s in the default (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -190,7 +199,8 @@ viz.show_source(stitch.rarefy)
 
 # %%
 def draw_shift(f=4, dy=1, dx=2):
-    dy, dx = min(dy, f - 1), min(dx, f - 1)
+    if not (0 <= dy < f and 0 <= dx < f):
+        raise ValueError(f"a shift of a stride-{f} net has 0 ≤ dy, dx < {f}, got ({dy}, {dx})")
     cells = 3
     smap = stitch.shift_map(f, cells)                       # which shift fills each stitched position
     n = cells * f
@@ -218,6 +228,7 @@ def draw_shift(f=4, dy=1, dx=2):
 
 
 figs = viz.explore(draw_shift, static=[dict(f=4, dy=0, dx=0), dict(f=4, dy=1, dx=3), dict(f=8, dy=5, dx=2)],
+                   bounds=lambda f, dy, dx: {"dy": (0, f - 1), "dx": (0, f - 1)},   # shifts below f
                    f=[2, 4, 8], dy=(0, 7), dx=(0, 7))
 for i, fig in enumerate(figs):
     run.savefig(fig, f"shift_widget_{i}")
@@ -295,6 +306,7 @@ for j, c in enumerate(cols):
 for ax in axes.flat:
     ax.set_xticks([]); ax.set_yticks([])
 fig.tight_layout()
+viz.class_legend(fig, [Yv[:n_show]] + [p[:n_show] for p in shown.values()], data.CLASSES)
 run.savefig(fig, "three_ways")
 
 
@@ -493,10 +505,8 @@ run.savefig(fig, "learned_upsampling")
 # (row, column) of the stitched map does it land?
 
 # %%
-exercises.load("03")
+exercises.load("03", key=solutions)
 answer = None  # ✏️ your answer here, e.g. answer = (0, 0)
-if answer is None and solutions:
-    answer = exercises.solution("03.interlace")
 exercises.check("03.interlace", answer)
 
 # %% [markdown]
@@ -506,8 +516,6 @@ exercises.check("03.interlace", answer)
 
 # %%
 answer = None  # ✏️ your answer here
-if answer is None and solutions:
-    answer = exercises.solution("03.rarefied_filter")
 exercises.check("03.rarefied_filter", answer)
 
 # %% [markdown]
@@ -516,9 +524,28 @@ exercises.check("03.rarefied_filter", answer)
 
 # %%
 answer = None  # ✏️ your answer here, a list of row indices
-if answer is None and solutions:
-    answer = exercises.solution("03.border_rows")
 exercises.check("03.border_rows", answer)
+
+# %% [markdown]
+# **Exercise 4 (code).** Write the fixed filter of §3.3: `bilinear_kernel(size)` returns the (size, size)
+# bilinear filter the reference initializes its deconvolutions with. Checked against
+# `fcnlib.upsample.bilinear_kernel` for sizes 1, 2, 3, 4, 5, 16 and 64 (odd and even sizes differ).
+
+# %%
+def bilinear_kernel(size):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("03.bilinear_kernel", bilinear_kernel)
+
+# %% [markdown]
+# ## Summary
+#
+# Shift-and-stitch and filter rarefaction give the same dense output (an identity, tested to rounding), at
+# very different costs; a bilinear deconvolution is bilinear interpolation away from the border, and it is
+# what the FCNs use, learned or fixed.
+#
+# **Next:** [04 · Skip fusion](04_skip_fusion.ipynb).
 
 # %%
 run.finish()

@@ -26,11 +26,21 @@
 # them from the modules themselves, trains them in stages on the embedded scenes, and measures what the
 # skips buy — in the four metrics of Table 2 and near object boundaries, where they should help most.
 
+# %% [markdown]
+# **You will learn:** how FCN-32s, FCN-16s and FCN-8s are built from a classifier (§4.1–4.2, Fig. 3);
+# staged training with zero-initialized skips; Table 2 on the embedded scenes over three seeds and the
+# §4.2 controls; where the skips help (Fig. 4, boundary bands).
+#
+# **It assumes:** notebooks 01–03; SGD with momentum.
+#
+# **Time on a 2-core CPU:** about 8 minutes (three whole training runs; the smoke tier takes under a
+# minute) in the default (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -464,6 +474,7 @@ for row, i in enumerate(show):
             ax.set_title(title, fontsize=9)
 fig.suptitle(f"Fig. 4 on embedded val scenes (seed {seeds[0]}'s nets)", fontsize=10)
 fig.tight_layout()
+viz.class_legend(fig, [val_xy[1][show]] + [p[show] for p in preds.values()], data.CLASSES)
 run.savefig(fig, "fig4_outputs")
 
 # %% [markdown]
@@ -538,6 +549,7 @@ def draw_maps(image=0, net="FCN-8s", stage="score_fr"):
         ax.set_title(t, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
+    viz.class_legend(fig, [val_xy[1][image], shown], data.CLASSES, ncol=3)
     return fig
 
 
@@ -551,7 +563,7 @@ for f, kw in zip(figs, static):
 # ## 8. Exercises
 
 # %%
-exercises.load("04")
+exercises.load("04", key=solutions)
 
 # %% [markdown]
 # **04.score_cells** — Full-width FCN-32s, a 500×500 image: how many cells per side does the coarse score
@@ -559,8 +571,6 @@ exercises.load("04")
 
 # %%
 answer = None  # ✏️ your answer here (an int)
-if answer is None and solutions:
-    answer = exercises.solution("04.score_cells")
 exercises.check("04.score_cells", answer)
 
 # %% [markdown]
@@ -570,8 +580,6 @@ exercises.check("04.score_cells", answer)
 
 # %%
 answer = None  # ✏️ your answer here (an int)
-if answer is None and solutions:
-    answer = exercises.solution("04.pool4_crop")
 exercises.check("04.pool4_crop", answer)
 
 # %% [markdown]
@@ -580,8 +588,6 @@ exercises.check("04.pool4_crop", answer)
 
 # %%
 answer = None  # ✏️ your answer here (an int)
-if answer is None and solutions:
-    answer = exercises.solution("04.equivalent_pad")
 exercises.check("04.equivalent_pad", answer)
 
 # %% [markdown]
@@ -589,9 +595,19 @@ exercises.check("04.equivalent_pad", answer)
 
 # %%
 answer = None  # ✏️ your answer here (a list of three floats)
-if answer is None and solutions:
-    answer = exercises.solution("04.lr_schedule")
 exercises.check("04.lr_schedule", answer)
+
+# %% [markdown]
+# **Exercise 5 (code).** The skip of Fig. 3 in one line: `fuse(upsampled, skip_scores, offset)` crops the
+# skip's score map (N, K, H', W') to the upsampled map's (N, K, H, W), starting `offset` rows and columns
+# in, and adds the two. Checked against the crop-and-sum `fcnlib.models` uses, on three inputs.
+
+# %%
+def fuse(upsampled, skip_scores, offset):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("04.fuse", fuse)
 
 # %% [markdown]
 # ## Summary
@@ -604,6 +620,8 @@ exercises.check("04.lr_schedule", answer)
 # what the finer strides fix is which class an object gets, not only where its edge lies — the share of
 # objects right in class rises with each skip. The inference path and what the padding of 100 costs
 # at 500×500 are measured in `benchmarks/bench_fcn.py`.
+#
+# **Next:** [05 · Loss sampling](05_loss_sampling.ipynb).
 
 # %%
 run.record(cpu_time_s=time.process_time())   # this kernel's CPU time (all threads), imports included

@@ -29,11 +29,20 @@
 # true patchwise training would cost, and try class balancing by loss weighting, which §4.3 found
 # unnecessary.
 
+# %% [markdown]
+# **You will learn:** why whole-image training is patchwise training (§3.4); loss sampling with the batch
+# scaled by 1/p; Fig. 5's convergence per iteration and per second over three seeds; class balancing.
+#
+# **It assumes:** notebook 04 (the FCNs and their training).
+#
+# **Time on a 2-core CPU:** about 3 minutes (the smoke tier takes under a minute) in the default
+# (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -210,24 +219,28 @@ def draw_mask(p=0.5):
     kept_cells = round(sampler.kept[-1] * n_img * cells_per_image)
     kept = masked != data.VOID
     dropped = (masked == data.VOID) & (yb != data.VOID)
-    cols = max(n_img, 2)
-    fig, axes = plt.subplots(2, cols, figsize=(1.9 * cols, 4.0), squeeze=False)
-    for i in range(cols):
-        for ax in axes[:, i]:
-            ax.set_xticks([]); ax.set_yticks([])
-            if i >= n_img:
-                ax.axis("off")
+    cols = min(max(n_img, 2), 8)                        # at most 8 images a row: labels stay readable
+    groups = -(-n_img // cols)                          # pairs of rows (image, what the loss sees)
+    fig, axes = plt.subplots(2 * groups, cols, figsize=(1.9 * cols, 2.0 * groups + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([]); ax.set_yticks([])
+    for i in range(groups * cols):
+        pair = axes[2 * (i // cols):2 * (i // cols) + 2, i % cols]
         if i >= n_img:
+            for ax in pair:
+                ax.axis("off")
             continue
         img = viz.image_np(xb[i]).copy()
         img[dropped[i].numpy()] *= 0.25
-        axes[0, i].imshow(img)
-        axes[1, i].imshow(viz.colorize(masked[i]), interpolation="nearest")
+        pair[0].imshow(img)
+        pair[1].imshow(viz.colorize(masked[i]), interpolation="nearest")
         for b in np.nonzero(np.diff(grid.index(size).numpy()))[0]:
-            for ax in axes[:, i]:
+            for ax in pair:
                 ax.axhline(b + 0.5, color="w", lw=0.6); ax.axvline(b + 0.5, color="w", lw=0.6)
     terms = (kept & (yb != data.VOID)).sum().item()
-    axes[0, 0].set_ylabel("image, dropped dark"); axes[1, 0].set_ylabel("what the loss sees")
+    for g in range(groups):
+        axes[2 * g, 0].set_ylabel("image, dropped dark", fontsize=8)
+        axes[2 * g + 1, 0].set_ylabel("what the loss sees", fontsize=8)
     fig.suptitle(f"p = {p}: {n_img} images per batch (expected batch {batch}); {kept_cells} of "
                  f"{n_img * cells_per_image} cells kept (expected {batch * cells_per_image}), "
                  f"{terms} pixel terms", fontsize=9)
@@ -655,10 +668,8 @@ run.claim("s4.3.balancing", seeds=[seeds[0]], paper="unnecessary (background abo
 # at $p = 0.25$ need, to keep the expected batch?
 
 # %%
-exercises.load("05")
+exercises.load("05", key=solutions)
 answer = None  # ✏️ your answer here (an int)
-if answer is None and solutions:
-    answer = exercises.solution("05.images_per_batch")
 exercises.check("05.images_per_batch", answer)
 
 # %% [markdown]
@@ -667,8 +678,6 @@ exercises.check("05.images_per_batch", answer)
 
 # %%
 answer = None  # ✏️ your answer here (an int)
-if answer is None and solutions:
-    answer = exercises.solution("05.cell_of_pixel")
 exercises.check("05.cell_of_pixel", answer)
 
 # %% [markdown]
@@ -678,8 +687,6 @@ exercises.check("05.cell_of_pixel", answer)
 
 # %%
 answer = None  # ✏️ your answer here (a float)
-if answer is None and solutions:
-    answer = exercises.solution("05.break_even_p")
 exercises.check("05.break_even_p", answer)
 
 # %% [markdown]
@@ -690,9 +697,19 @@ exercises.check("05.break_even_p", answer)
 from fcnlib.exercise_bank.ex05 import TOY_LABELS
 print(TOY_LABELS[:, 0])
 answer = None  # ✏️ your answer here (a float)
-if answer is None and solutions:
-    answer = exercises.solution("05.median_freq_background")
 exercises.check("05.median_freq_background", answer)
+
+# %% [markdown]
+# **Exercise 5 (code).** Write the loss of §3.4 with sampling: `sampled_loss(logits, target, keep)` is the
+# mean per-pixel cross-entropy over the pixels that are kept (`keep`, a bool (N, H, W) mask) and not void
+# (255). Checked against `fcnlib.sampling.sampled_loss` on three batches.
+
+# %%
+def sampled_loss(logits, target, keep):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("05.sampled_loss", sampled_loss)
 
 # %% [markdown]
 # ## 7. Time budget
@@ -708,6 +725,15 @@ print(f"Fig. 5 training {train_s:.1f} s; {total_s:.1f} s wall and {cpu_s:.1f} s 
       "exceeds the CPU time; with one thread, the CPU time is what an unloaded core needs.")
 run.record(budget={"fig5_training_s": train_s, "wall_s_after_imports": total_s, "cpu_s_after_imports": cpu_s,
                    "threads": run.threads, "ms_per_image_step_p1": 1000 * records[1.0]["s_per_iter"] / batch})
+
+# %% [markdown]
+# ## Summary
+#
+# Keeping each cell's loss term with probability p, with 1/p times the images, leaves the expected batch
+# unchanged: per iteration the curves match the whole-image ones within the seed spread, while each step
+# costs more, so per second whole images win — the two claims of Fig. 5.
+#
+# **Next:** [06 · Metrics and the upper bound](06_metrics_upper_bound.ipynb).
 
 # %%
 run.finish()

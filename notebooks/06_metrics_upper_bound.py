@@ -25,11 +25,20 @@
 # fine-scale accuracy"*. We rebuild that table, on the course's scenes and on a real VOC label, and
 # check the conclusion with a measure that looks at boundaries.
 
+# %% [markdown]
+# **You will learn:** the metrics' pitfalls (dataset against per-image means, absent classes, void);
+# Appendix A's upper bound on mean IU at a given output stride, on the real VOC validation labels when
+# present; boundary bands.
+#
+# **It assumes:** notebook 00 (the four metrics).
+#
+# **Time on a 2-core CPU:** about 15 s in the default (embedded) tier.
+
 # %% tags=["parameters"]
 tier = "embedded"   # smoke | embedded | paper
 device = "auto"     # auto | cuda | mps | cpu
 seed = 0
-solutions = False   # True: exercises are answered with the reference solutions (batch runs)
+solutions = False   # True: unattempted exercises are answered from the instructor key (batch runs)
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
@@ -179,6 +188,7 @@ run.record(pitfall_disagree={n: {k: s[k] for k in ("pixel_acc", "mean_acc", "mea
 fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.6))
 for ax, lab, title in zip(axes, (Ys[0], pred_A[0], pred_B[0]), ("truth", "A: all background", "B: objects, fat")):
     ax.imshow(viz.colorize(lab), interpolation="nearest"); ax.set_title(title, fontsize=9); ax.axis("off")
+viz.class_legend(fig, [Ys[0], pred_A[0], pred_B[0]], data.CLASSES)
 run.savefig(fig, "metrics_disagree")
 
 # %% [markdown]
@@ -188,20 +198,16 @@ run.savefig(fig, "metrics_disagree")
 # **Exercise 2.** And the average of the two images' own mean IUs (leaving out the 0/0 classes)?
 
 # %%
-exercises.load("06")
+exercises.load("06", key=solutions)
 from fcnlib.exercise_bank.ex06 import EX_LABEL, IMAGE_CMS
 print("image A\n", IMAGE_CMS[0].numpy(), "\nimage B\n", IMAGE_CMS[1].numpy())
 
 # %%
 answer = None  # ✏️ Exercise 1: the dataset-level mean IU, a float
-if answer is None and solutions:
-    answer = exercises.solution("06.dataset_mean_iu")
 exercises.check("06.dataset_mean_iu", answer)
 
 # %%
 answer = None  # ✏️ Exercise 2: the average of the per-image mean IUs, a float
-if answer is None and solutions:
-    answer = exercises.solution("06.per_image_mean_iu")
 exercises.check("06.per_image_mean_iu", answer)
 
 # %% [markdown]
@@ -257,6 +263,7 @@ axes[0, 0].set_title("truth", fontsize=9)
 for ax in axes.flat:
     ax.set_xticks([]); ax.set_yticks([])
 fig.tight_layout()
+viz.class_legend(fig, [voc_label], voc.classes())
 run.savefig(fig, "voc_sample_degraded")
 
 # %%
@@ -447,6 +454,7 @@ def draw(factor=32, method=ub.DEFAULT_METHOD):
     axes[2].imshow(err); axes[2].set_title("errors", fontsize=9)
     for ax in axes:
         ax.axis("off")
+    viz.class_legend(fig, [voc_label, pred], voc.classes())
     fig.suptitle(f"pixel acc {s['pixel_acc']:.1%} · mean IU {s['mean_iu']:.1%} · "
                  f"f.w. IU {s['fw_iu']:.1%} · band mean IU {b['mean_iu']:.1%}", fontsize=9)
     fig.tight_layout()
@@ -473,9 +481,19 @@ print(EX_LABEL.numpy())
 
 # %%
 answer = None  # ✏️ Exercise 3: a float
-if answer is None and solutions:
-    answer = exercises.solution("06.majority_bound")
 exercises.check("06.majority_bound", answer)
+
+# %% [markdown]
+# **Exercise 4 (code).** Write mean IU from a confusion matrix, with the reference's rule for absent
+# classes: `mean_iu(cm)` returns a float. Checked against `fcnlib.metrics.scores` on four matrices,
+# among them ones with a class that is absent from the truth.
+
+# %%
+def mean_iu(cm):
+    raise NotImplementedError  # ✏️ your code here
+
+
+exercises.check_function("06.mean_iu", mean_iu)
 
 # %% [markdown]
 # ## 5. The `paper` tier: VOC 2011 seg11valid
@@ -506,6 +524,17 @@ if tier == "paper":
                     note=f"{ub.DEFAULT_METHOD} method, the paper's images")
 else:
     print("(the VOC 2011 table runs in the 'paper' tier)")
+
+# %% [markdown]
+# ## Summary
+#
+# The same predictions score differently by how the mean is taken (over the dataset or per image) and
+# by what is done with absent classes and void. A prediction at stride f cannot exceed the Appendix A
+# bound for f however right its classes are, and what it loses lies along the object boundaries, which
+# the band metrics measure.
+#
+# **Next:** the course's record of every claim, `results/REPORT.md` (`make report`), or back to [00 · A
+# tour of the course](00_tour.ipynb).
 
 # %%
 run.finish()

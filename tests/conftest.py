@@ -32,3 +32,8 @@ def _keep_threads():
     yield
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The browser tests last: they reopen the notebooks that the smoke run (test_notebooks.py) executed."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -1,8 +1,7 @@
 """Every notebook follows the conventions and runs in the smoke tier through papermill.
 
-The executed notebooks land in results/smoke/notebooks/, where `make test` then runs
-`pytest --nbval-lax` on them (re-executing each and comparing the outputs of the cells marked
-NBVAL_CHECK_OUTPUT).
+The executed notebooks land in results/smoke/notebooks/, where a learner can read them and where
+tests/test_browser.py reopens them in JupyterLab.
 """
 import importlib.util
 import shutil
@@ -51,6 +50,35 @@ def test_runs_in_smoke_tier(nb, smoke_dir):
     entry = load_summary(SMOKE)[nb.stem]
     assert entry["_run"]["status"] == "ok" and entry["_run"]["tier"] == "smoke"
     assert len(entry) > 1, f"{nb.stem} recorded no figures"
+
+
+MAX_LINES = 40   # a printed output longer than this is a wall a learner scrolls past
+
+
+def _printed(output) -> str:
+    if output.output_type == "stream":
+        return output.text
+    data = output.get("data", {})
+    if output.output_type in ("execute_result", "display_data") and set(data) <= {"text/plain"}:
+        return data.get("text/plain", "")
+    return ""
+
+
+@pytest.mark.notebooks
+def test_outputs_are_what_a_learner_reads(smoke_dir):
+    """No printed output over MAX_LINES lines, and no stray reprs (a bare True / False, a PosixPath, a
+    record's dict) in the executed smoke notebooks."""
+    walls = []
+    for nb in NOTEBOOKS:
+        executed = nbformat.read(smoke_dir / nb.name, as_version=4)
+        for i, cell in enumerate(c for c in executed.cells if c.cell_type == "code"):
+            for out in cell.get("outputs", []):
+                text = _printed(out)
+                lines = text.rstrip("\n").count("\n") + 1 if text.strip() else 0
+                stray = text.strip() in ("True", "False") or "PosixPath(" in text or text.startswith("{'_run'")
+                if lines > MAX_LINES or stray:
+                    walls.append(f"{nb.stem} code cell {i}: {lines} lines: {text[:80]!r}")
+    assert not walls, "\n".join(walls)
 
 
 @pytest.mark.notebooks

@@ -34,7 +34,8 @@ def test_run_records_and_report(tmp_path):
     import matplotlib.pyplot as plt
     fig = plt.figure()
     run.savefig(fig, "empty")
-    entry = run.finish()
+    assert run.finish() is None and run.record(x=1) is None   # a cell ending with them shows no record
+    entry = results.load_summary(tmp_path)["99_test"]
     assert entry["accuracy"] == 0.5 and entry["sizes"] == [1, 2]
     assert entry["_run"]["status"] == "ok" and entry["_run"]["tier"] == "smoke"
     assert entry["_run"]["figures"] == ["figures/99_test/empty.png"]

@@ -3,13 +3,12 @@
 Each expected answer is computed by fcnlib.receptive_field on the very layers; each reference solution
 works it out by hand, with Section 3's rule and the centre of a k-window.
 """
-from fractions import Fraction
 
 import torch
 from torch import nn
 
 from .. import receptive_field as rf
-from ..exercises import expected, register
+from ..exercises import expected, function
 
 
 def tiny_net() -> nn.Sequential:
@@ -39,14 +38,6 @@ def _tiny_rf():
     return (last.rf, int(last.jump))
 
 
-@register("02.tiny_rf")
-def _tiny_rf_by_hand():
-    r, j = 1, 1
-    for k, s in [(3, 1), (3, 2), (2, 2), (2 * (3 - 1) + 1, 1)]:  # conv, conv /2, pool /2, dilated conv
-        r, j = r + (k - 1) * j, j * s
-    return (r, j)
-
-
 # 02.crop_offset: where must the upsampled scores be cropped to line up with the image?
 @expected("02.crop_offset", hint="follow the centre of unit 0 from the input: a k-window with padding p "
                                  "moves it by ((k−1)/2 − p)·jump; a transposed convolution (k, s) by "
@@ -56,16 +47,6 @@ def _crop_offset():
     return rf.crop_offset(bottom, reference)
 
 
-@register("02.crop_offset")
-def _crop_offset_by_hand():
-    centre, jump = Fraction(0), Fraction(1)
-    centre += (Fraction(3 - 1, 2) - 10) * jump           # conv 3×3, padding 10: −9
-    centre += Fraction(2 - 1, 2) * jump; jump *= 2       # pool 2×2 /2: −8.5, jump 2
-    centre += Fraction(3 - 1, 2) * jump                  # conv 3×3: −6.5 (1×1 score: no change)
-    centre += -Fraction(4 - 1, 2) * jump / 2; jump /= 2  # upsampling k=4, s=2: −8, jump 1
-    return int(-centre)
-
-
 # 02.vgg_fc6: the receptive field of FCN-VGG16's fc6 (Table 1)
 @expected("02.vgg_fc6", hint="VGG16: five blocks of 2, 2, 3, 3, 3 convolutions 3×3, each block ending "
                              "with a 2×2 pooling of stride 2; then fc6 is 7×7. Answer one integer.")
@@ -73,11 +54,18 @@ def _vgg_fc6():
     return rf.receptive_fields(vgg16_fc6())[-1].rf
 
 
-@register("02.vgg_fc6")
-def _vgg_fc6_by_hand():
-    r, j = 1, 1
-    for convs in (2, 2, 3, 3, 3):
-        r += convs * 2 * j   # each 3×3 convolution adds 2 jumps
-        r += j               # the 2×2 pooling adds 1 jump ...
-        j *= 2               # ... and doubles it
-    return r + 6 * j         # fc6: 7×7 at jump 32
+# 02.field_size: write the §3 rule for a stack of layers
+def _field_cases():
+    return [(tiny_net(),),
+            (nn.Sequential(nn.Conv2d(3, 4, 5, stride=2), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Conv2d(4, 4, 3)),),
+            (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, dilation=4), nn.MaxPool2d(2, 2),
+                           nn.Conv2d(4, 4, 1), nn.ReLU()),)]
+
+
+@function("02.field_size", _field_cases,
+          hint="walk the layers keeping (size, jump) from (1, 1): a layer with kernel k, stride s and "
+               "dilation d gives (size + (d·(k − 1))·jump, jump·s); pointwise layers change nothing. "
+               "Return the tuple (size, jump) of the last layer.")
+def _field_size(net):
+    last = rf.receptive_fields(net)[-1]
+    return (last.rf, int(last.jump))

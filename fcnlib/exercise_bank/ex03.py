@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import stitch, upsample
-from ..exercises import expected, register
+from ..exercises import expected, function
 
 # 03.interlace: where does coarse cell (k, l) of shift (dy, dx) land in the stitched map?
 INTERLACE = {"f": 4, "shift": (3, 1), "cell": (2, 5)}
@@ -22,12 +22,6 @@ def _interlace():
     return (int(rows[0]), int(cols[0]))
 
 
-@register("03.interlace")
-def _interlace_by_hand():
-    f, (dy, dx), (k, l) = INTERLACE["f"], INTERLACE["shift"], INTERLACE["cell"]
-    return (k * f + dy, l * f + dx)
-
-
 # 03.rarefied_filter: the last 3×3 convolution of the notebook's stride-8 net, rarefied
 @expected("03.rarefied_filter", hint="three 2×2 poolings (stride 2 each) come before it; the enlarged "
                                      "filter has (k − 1)·s + 1 taps per side. Answer (dilation, side).")
@@ -36,12 +30,6 @@ def _rarefied_filter():
     conv = dense.conv4
     side = stitch.rarefy_filter(conv.weight[:1, :1], conv.dilation[0]).shape[-1]
     return (conv.dilation[0], side)
-
-
-@register("03.rarefied_filter")
-def _rarefied_filter_by_hand():
-    s = 2 * 2 * 2
-    return (s, (3 - 1) * s + 1)
 
 
 # 03.border_rows: which rows of a deconvolution-upsampled map differ from F.interpolate?
@@ -61,9 +49,13 @@ def _border_rows():
     return torch.nonzero((y - ref)[0, 0, :, middle].abs() > 1e-9).flatten().tolist()
 
 
-@register("03.border_rows")
-def _border_rows_by_hand():
-    f, n = BORDER["f"], BORDER["cells"]
-    # output p sits at (p + 1/2)/f − 1/2 in cell units: outside [0, n − 1] for p < f/2 − 1/2 or
-    # p > n·f − f/2 − 1/2
-    return [p for p in range(n * f) if (p + 0.5) / f - 0.5 < 0 or (p + 0.5) / f - 0.5 > n - 1]
+# 03.bilinear_kernel: write the fixed bilinear upsampling filter (§3.3)
+def _kernel_cases():
+    return [(1,), (2,), (3,), (4,), (5,), (16,), (64,)]
+
+
+@function("03.bilinear_kernel", _kernel_cases,
+          hint="for size K: factor f = (K + 1) // 2, centre c = f − 1 if K is odd else f − 0.5; the 1-D "
+               "taps are 1 − |i − c| / f for i = 0 … K − 1, and the filter is their outer product (K, K).")
+def _bilinear_kernel(size):
+    return upsample.bilinear_kernel(size, dtype=torch.float64)

@@ -7,8 +7,8 @@ import functools
 
 import torch
 
-from .. import classifiers, models
-from ..exercises import expected, register
+from .. import classifiers, models, upsample
+from ..exercises import expected, function
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,14 +26,6 @@ def _score_cells():
         return net.maps(torch.zeros(1, 3, 500, 500, device="meta"))["score_fr"].shape[-1]
 
 
-@register("04.score_cells")
-def _score_cells_by_hand():
-    n = 500 + 2 * 100 - 3 + 1       # conv1_1 (3×3, padding 100): 698; the other 3×3 convs keep the size
-    for _ in range(5):              # a 2×2/2 pooling in ceil mode: ceil((n − 2) / 2) + 1 = ceil(n / 2)
-        n = -(-n // 2)              # 349, 175, 88, 44, 22
-    return n - 7 + 1                # fc6: 7×7, no padding → 16
-
-
 # 04.pool4_crop: the offset at which FCN-16s crops score_pool4 to add it to upscore2
 @expected("04.pool4_crop", hint="write both maps' coordinate maps (input coordinate = stride · unit + centre) "
                                 "and ask which pool4 unit sits where upscore2's unit 0 sits. An int.")
@@ -41,31 +33,11 @@ def _pool4_crop():
     return _net("16s").crop_offsets()["pool4"]
 
 
-@register("04.pool4_crop")
-def _pool4_crop_by_hand():
-    c = -99.0                          # conv1_1 with padding 100: output 0 is centred on input −99
-    stride = 1
-    for _ in range(4):                 # two 3×3 convs (centres unchanged) then a 2×2 pool: + (2 − 1)/2 · stride
-        c += 0.5 * stride
-        stride *= 2
-    pool4 = c                          # stride 16
-    c += 0.5 * stride                  # pool5, stride 32
-    stride *= 2
-    c += 3 * stride                    # fc6 7×7: centre moves by (7 − 1)/2 cells
-    up2 = c + stride * (0 - 1.5) / 2   # upscore2 (kernel 4, stride 2): unit 0 at (0 − 3/2)/2 coarse cells
-    return int((up2 - pool4) / 16)
-
-
 # 04.equivalent_pad: conv1 padding for a net whose fc6 is 2×2 instead of 7×7
 @expected("04.equivalent_pad", hint="a k×k fc6 centres its cell (k − 1)/2 pool5 cells (32 px each) to the "
                                     "right of its first input; padding p moves everything p px left. An int.")
 def _equivalent_pad():
     return models.equivalent_pad(classifiers.vgg16_standin(width=0.125, crop=64))
-
-
-@register("04.equivalent_pad")
-def _equivalent_pad_by_hand():
-    return 100 - 32 * (7 - 1) // 2 + 32 * (2 - 1) // 2   # 100 − 96 + 16 = 20
 
 
 # 04.lr_schedule: the paper's learning rates for the three stages of FCN-VGG16
@@ -76,6 +48,16 @@ def _lr_schedule():
     return staged.paper_learning_rates(1e-4)
 
 
-@register("04.lr_schedule")
-def _lr_schedule_by_hand():
-    return [1e-4, 1e-6, 1e-8]
+# 04.fuse: write the skip's crop-and-sum (Fig. 3)
+def _fuse_cases():
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(1, 3, 6, 6, generator=g), torch.randn(1, 3, 11, 11, generator=g), 5),
+            (torch.randn(2, 21, 10, 14, generator=g), torch.randn(2, 21, 28, 34, generator=g), 9),
+            (torch.randn(1, 2, 4, 4, generator=g), torch.randn(1, 2, 4, 4, generator=g), 0)]
+
+
+@function("04.fuse", _fuse_cases,
+          hint="crop the skip's scores to the upsampled map's height and width, starting `offset` rows "
+               "and columns in (the crop offset derived from the coordinate maps), then add.")
+def _fuse(upsampled, skip_scores, offset):
+    return upsampled + upsample.crop_like(skip_scores, upsampled.shape[-2:], offset)
