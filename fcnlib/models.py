@@ -103,7 +103,7 @@ class FCN(nn.Module):
 
     def __init__(self, to_pool3: nn.Module, to_pool4: nn.Module, to_pool5: nn.Module, fc: nn.Module,
                  num_classes: int = 21, variant: str = "32s", arch: str = "vgg16", source: str = "",
-                 channels: tuple[int, int, int] | None = None):
+                 channels: tuple[int, int, int, int] | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}: use one of {', '.join(VARIANTS)}")
@@ -111,9 +111,9 @@ class FCN(nn.Module):
         self.to_pool3, self.to_pool4, self.to_pool5, self.fc = to_pool3, to_pool4, to_pool5, fc
         self.register_buffer("transplanted", torch.tensor(bool(source)))
         K = num_classes
-        c3, c4, c7 = channels or tuple(_last_out_channels(m) for m in (to_pool3, to_pool4, fc))
-        self.channels = {"pool3": c3, "pool4": c4, "pool5": channels[2] if channels else
-                         _last_out_channels(to_pool5), "fc7": c7}
+        # (pool3, pool4, pool5, fc7) widths: given, or read off the layers
+        c3, c4, c5, c7 = channels or tuple(_last_out_channels(m) for m in (to_pool3, to_pool4, to_pool5, fc))
+        self.channels = {"pool3": c3, "pool4": c4, "pool5": c5, "fc7": c7}
         p3, p4 = [to_pool3], [to_pool3, to_pool4]
         if variant != "pool4":
             self.score_fr = score_layer(c7, K)
@@ -505,7 +505,7 @@ def fcn_googlenet(num_classes: int = 21, weights=None, pad: int = REFERENCE_PAD)
     seq = lambda ns: nn.Sequential(OrderedDict((n, getattr(g, n)) for n in ns))  # noqa: E731
     # cut after the layers reaching strides 8 (maxpool2 … inception3b) and 16 (maxpool3 … inception4e)
     return FCN(seq(names[:7]), seq(names[7:13]), seq(names[13:]), nn.Sequential(nn.Dropout(0.4)),
-               num_classes, "32s", "googlenet", source, channels=(480, 832, 1024))
+               num_classes, "32s", "googlenet", source, channels=(480, 832, 1024, 1024))
 
 
 # ---------------------------------------------------------------------- staged surgery (§4.2)
@@ -516,7 +516,7 @@ def _upgrade(model: FCN, variant: str) -> FCN:
     if variant == "pool4":   # no fc path: pool5, fc6 and fc7 are not part of the net
         parts[2:] = [nn.Sequential(), nn.Sequential()]
     new = FCN(*parts, num_classes=model.num_classes, variant=variant, arch=model.arch,
-              source=model.source, channels=tuple(model.channels[k] for k in ("pool3", "pool4", "fc7")))
+              source=model.source, channels=tuple(model.channels[k] for k in ("pool3", "pool4", "pool5", "fc7")))
     new.transplanted.copy_(model.transplanted)
     for name in ("score_fr", "upscore2", "score_pool4", "upscore_pool4", "score_pool3"):
         if hasattr(model, name) and hasattr(new, name):

@@ -9,9 +9,9 @@ against SHA256SUMS and reads it with ``torch.load(..., weights_only=True)``: no 
 Nothing is ever retrained implicitly, and nothing is cached. A missing file (or SHA256SUMS) raises
 :class:`fcnlib.tiers.MissingAssetError`, a file that does not match its checksum, is not listed, or
 cannot be read raises :class:`CorruptWeightsError`; both name the file and the fix: restore the
-shipped files with ``git checkout -- data/pretrained/``, or regenerate them (about 9 minutes for
-VGG16 and 3 for AlexNet on 2 CPU cores), deterministically for a given machine, torch version, seed
-and thread count, with
+shipped files with ``git checkout -- data/pretrained/``, or regenerate them (about 31 minutes for
+VGG16 on one thread and 3 for AlexNet on two, on this course's 2-core CPU), deterministically for a
+given machine, torch version, seed and thread count (``THREADS``: the shipped files'), with
 
     make pretrain        # = python -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained
 
@@ -40,12 +40,14 @@ _CLASSES = len(PRETRAIN_CLASSES)  # 49: background and 48 object classes
 # up to ±15% off centre, on top of partly visible distractors in 60% of crops, one crop in 4 background
 _CROPS = {"radius": (0.2, 0.47), "jitter": 0.15, "clutter": 0.6, "background_every": 4}
 SPECS = {
-    "vgg16": {"model": {"width": 0.125, "crop": 96, "num_classes": _CLASSES}, "crops": _CROPS, "n_train": 30000,
-              "iters": 5000, "batch": 32, "lr": 1e-3},
+    "vgg16": {"model": {"width": 0.125, "crop": 96, "num_classes": _CLASSES}, "crops": _CROPS, "n_train": 60000,
+              "iters": 12000, "batch": 32, "lr": 1e-3},
     "alexnet": {"model": {"width": 0.25, "crop": 127, "fc": 512, "num_classes": _CLASSES},
                 "crops": {**_CROPS, "radius": (0.15, 0.35)}, "n_train": 20000, "iters": 6000, "batch": 32,
                 "lr": 1e-3},
 }
+# the thread count each shipped file was trained with: its bytes depend on it (and on seed, machine, torch)
+THREADS = {"vgg16": 1, "alexnet": 2}
 SUMS = "SHA256SUMS"
 
 
@@ -61,7 +63,7 @@ def _fix(arch: str) -> str:
     """What to do about a missing or broken file in :func:`shipped_dir`."""
     where = shipped_dir()
     fix = ("Restore the shipped files with `git checkout -- data/pretrained/`, or regenerate them "
-           "(about 12 minutes on 2 CPU cores) with `make pretrain` "
+           "(about 35 minutes on a 2-core CPU) with `make pretrain` "
            "(= `python -m fcnlib.pretrain --arch vgg16 alexnet --out data/pretrained`)")
     if where != paths.ROOT / "data" / "pretrained":  # FCN_DATA points elsewhere
         fix += (f"; for {where} (FCN_DATA), run `python -m fcnlib.pretrain --arch {arch} --out {where}`, "
@@ -222,13 +224,14 @@ def main(argv=None):
                                             "JSON info and SHA256SUMS (each file atomically).")
     p.add_argument("--arch", nargs="+", default=list(SPECS), choices=list(SPECS))
     p.add_argument("--out", type=Path, default=None, help="default: data/pretrained (or $FCN_DATA/pretrained)")
-    p.add_argument("--threads", type=int, default=2, help="the weights depend on it (and on seed, machine, torch)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="default: the shipped files' (THREADS); the weights depend on it (and on seed, machine, torch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar, no info printed")
     args = p.parse_args(argv)
     out = args.out if args.out is not None else shipped_dir()
-    torch.set_num_threads(args.threads)
     for arch in args.arch:
+        torch.set_num_threads(args.threads or THREADS[arch])
         model, info = train_standin(arch, seed=args.seed, progress=not args.quiet)
         path = save(model, info, out)
         paths.atomic_write_text(out / f"standin-{arch}.json", json.dumps(info, indent=1))

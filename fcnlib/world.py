@@ -31,7 +31,7 @@ N_TRAIN, N_VAL = 2000, 100  # scenes in the embedded train and val splits
 # §4.3 scaled to the CPU: SGD momentum 0.9, weight decay 5e-4 (fcnlib.train's defaults), batch 10,
 # FCN-32s at lr 0.01, the skip nets at lr / 2 (notebook 04 explains both departures from the paper);
 # steps of FCN-32s-fixed, FCN-32s and each later stage (about 3 CPU-minutes on 2 cores)
-RECIPE = {"batch": 10, "lr": 0.01, "divisor": 2, "iters": {"fixed": 400, "fcn32s": 500, "skip": 200}}
+RECIPE = {"batch": 10, "lr": 0.01, "divisor": 2, "iters": {"fixed": 400, "fcn32s": 500, "skip": 250}}
 
 
 def scene_kwargs(size: int = SIZE, objects: tuple[int, int] | None = None) -> dict:

@@ -337,3 +337,10 @@ def test_non_finite_input_is_refused(standin):
             with pytest.raises(ValueError, match=r"(?s)2 non-finite.*\(2, 3, 40, 48\).*normaliz"):
                 run(x)
         assert m(torch.nan_to_num(x)).isfinite().all()
+
+
+def test_channels_survive_surgery():
+    """The widths describe() reports are the layers' own, before and after §4.2's surgery."""
+    m32 = models.fcn32s(width=1 / 16)
+    for m in (m32, models.fcn16s_from(m32), models.fcn8s_from(models.fcn16s_from(m32))):
+        assert m.channels == {"pool3": 16, "pool4": 32, "pool5": 32, "fc7": 256}, m.variant
