@@ -98,6 +98,8 @@ def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, time
     params.update(extra or {})
     run_id = f"{nb.stem}-{uuid.uuid4().hex[:12]}"
     os.environ["FCN_RUN_ID"] = run_id          # the kernel inherits it; start_run records it
+    spin = runtime.spin_env(runtime.busy_cores())   # a busy machine: OpenMP threads sleep sooner
+    os.environ.update(spin)
     status, detail = "ok", ""
     t0 = time.perf_counter()
     try:
@@ -114,6 +116,8 @@ def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, time
         detail = _failed_cell(out) if out.exists() else f"{type(e).__name__}: {e}"
     finally:
         os.environ.pop("FCN_RUN_ID", None)
+        for k in spin:
+            os.environ.pop(k, None)
     secs = time.perf_counter() - t0
     if status == "ok":
         _trust(out)

@@ -175,6 +175,7 @@ class Run:
         previous = _last_complete(old)
         merge_summary(stem, {"_run": {
             "tier": self.tier, "device": self.device, "seed": seed, "threads": self.threads,
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),   # set by the runner on a busy machine
             "versions": runtime.versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "status": "running", "run_id": self.run_id},
             **({"_previous": previous} if previous else {})}, self.results, replace=True)

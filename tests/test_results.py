@@ -1,5 +1,6 @@
 """Recording results: atomic merges that parallel notebook runs cannot clobber; the report."""
 import json
+import os
 import multiprocessing as mp
 
 import pytest
@@ -139,3 +140,17 @@ def test_auto_threads_follow_the_cores_not_the_load(monkeypatch):
         assert runtime.set_threads("auto") == 1
     finally:
         torch.set_num_threads(n)
+
+
+def test_busy_machine_gets_a_short_openmp_spin(monkeypatch):
+    """The runner shortens OpenMP's spin only when others keep half a core busy, and never over the
+    user's own setting; the spin count changes no number, only how waiting threads wait."""
+    from fcnlib import runtime
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert runtime.spin_env(0.2) == {}
+    assert runtime.spin_env(1.0) == {"GOMP_SPINCOUNT": runtime.BUSY_SPINCOUNT}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert runtime.spin_env(1.0) == {}
+    busy = runtime.busy_cores(0.05)
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
