@@ -57,10 +57,8 @@ def _key_markdown() -> str:
         lines += [f"## Notebook {stem}", ""]
         for key in sorted(k for k in exercises._KEY if k.startswith(stem + ".")):
             fn = exercises._KEY[key]
-            if key in exercises._FUNCTIONS:
-                lines += [f"**{key}** (write the function):", "", "```python", inspect.getsource(fn).rstrip(), "```", ""]
-            else:
-                lines += [f"**{key}**: `{fn()!r}`", "", "```python", inspect.getsource(fn).rstrip(), "```", ""]
+            answer = " (write the function):" if key in exercises._FUNCTIONS else f": `{fn()!r}`"
+            lines += [f"**{key}**{answer}", "", "```python", inspect.getsource(fn).rstrip(), "```", ""]
     return "\n".join(lines)
 
 

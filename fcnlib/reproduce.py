@@ -75,16 +75,15 @@ def _kernel_stderr_to(log: Path):
             os.close(saved)
 
 
-def _trust(path: Path) -> None:
+def _trust(nb, name: str) -> None:
     """Sign an executed notebook in this user's Jupyter notary (as ``jupyter trust`` does): the user's
     own run produced its outputs, so JupyterLab shows its widgets from their saved state on reopening
     rather than their text fallback."""
-    import nbformat
     from nbformat.sign import NotebookNotary
     try:
-        NotebookNotary().sign(nbformat.read(path, as_version=4))
+        NotebookNotary().sign(nb)
     except Exception as e:  # a read-only or locked notary database: the notebook still opens, untrusted
-        print(f"(could not mark {path.name} as trusted: {type(e).__name__}: {e})")
+        print(f"(could not mark {name} as trusted: {type(e).__name__}: {e})")
 
 
 def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, timeout: int,
@@ -104,7 +103,7 @@ def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, time
     t0 = time.perf_counter()
     try:
         with _kernel_stderr_to(out_dir / f"{nb.stem}.kernel.log"):
-            pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
+            executed = pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
                                 cwd=str(NOTEBOOKS), execution_timeout=timeout, progress_bar=progress,
                                 log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except CellTimeoutError:
@@ -120,7 +119,7 @@ def run_one(nb: Path, tier: str, out_dir: Path, results: Path, device: str, time
             os.environ.pop(k, None)
     secs = time.perf_counter() - t0
     if status == "ok":
-        _trust(out)
+        _trust(executed, out.name)   # what papermill wrote to `out`
     try:
         entry = results_mod.set_outcome(nb.stem, run_id, status, detail, results)
     except Exception as e:  # the outcome is still printed

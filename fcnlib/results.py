@@ -228,7 +228,7 @@ class Run:
         entry = load_summary(self.results).get(self.stem, {})
         run = dict(entry.get("_run", {}))
         run.update(wall_time_s=round(time.perf_counter() - self.t0, 3), status="ok",
-                   figures=[str((self.figdir / f"{n}.png").relative_to(self.results)) for n in self.figures])
+                   figures=[str(self.figure_path(n).relative_to(self.results)) for n in self.figures])
         entry = {k: v for k, v in entry.items() if k != "_previous"}
         merge_summary(self.stem, {**entry, "_run": run}, self.results, replace=True)
         def n(count, what):

@@ -134,7 +134,6 @@ def explore(draw, static: list[dict] | None = None, bounds=None, **controls):
     (a shift below the factor f, say) is kept to it. Returns the list of static figures (for
     ``run.savefig``).
     """
-    import functools
     import inspect
 
     import matplotlib.pyplot as plt
@@ -148,7 +147,6 @@ def explore(draw, static: list[dict] | None = None, bounds=None, **controls):
     if controls and widgets_available():
         import ipywidgets as w
 
-        @functools.wraps(draw)
         def _show(**kw):
             fig = draw(**kw)
             display(fig)

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from fcnlib import paths
+
 OVERRIDES = {"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True}}
 
 
@@ -19,10 +21,7 @@ def main() -> None:
     current = json.loads(path.read_text()) if path.exists() else {}
     for plugin, values in OVERRIDES.items():
         current.setdefault(plugin, {}).update(values)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2))
-    tmp.replace(path)
+    paths.atomic_write_text(path, json.dumps(current, indent=2))
 
 
 if __name__ == "__main__":
