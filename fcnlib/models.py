@@ -179,6 +179,13 @@ class FCN(nn.Module):
             keep["final"] = out
         return out
 
+    def coarse(self) -> nn.Sequential:
+        """The stride-32 path from the input to ``score_fr`` as one ``nn.Sequential`` sharing this
+        net's parameters: the strided net that shift-and-stitch and rarefaction take (§3.2)."""
+        if self.variant == "pool4":
+            raise ValueError("the pool4 control has no score_fr: take the coarse net of an FCN-32s, 16s or 8s")
+        return nn.Sequential(self.to_pool3, self.to_pool4, self.to_pool5, self.fc, self.score_fr)
+
     # ------------------------------------------------------------------ geometry
     def paths(self) -> dict:
         """The module path from the input to each named map (for receptive_field's coord maps)."""

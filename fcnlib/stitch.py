@@ -300,6 +300,22 @@ class Upsampled(nn.Module):
         return up.upsample_to_input(self.net(x), self.up, self.centre, x.shape[-2:])
 
 
+def deconv_margin(g: Geometry, n: int) -> int:
+    """The fewest zero rows to add around an n-px input so that :func:`fcnlib.upsample.upsample_to_input`
+    (kernel 2·stride) covers it: 0 for a net padded like the reference; more for a net rarefied part of
+    the way, whose unpadded dilated layers lose border cells that its strided form kept. With margin m,
+    cell k sits at k·stride + centre − m; the net gives (n + 2m − 2·start − rf) // stride + 1 cells."""
+    f = g.stride
+    for m in range(n + g.rf + 1):
+        cells = (n + 2 * m - 2 * g.start - g.rf) // f + 1
+        crop = (2 * f - 1) / 2 - (g.centre - m)                  # upsample.align_crop's
+        top = max(0.0, -crop)
+        bottom = n - ((cells + 1) * f + top - max(crop, 0.0))
+        if cells > 0 and top <= f and bottom <= f:
+            return m
+    raise ValueError(f"no margin makes the cells of {g} cover {n} px")
+
+
 def dense_scores(net: nn.Module, x: torch.Tensor, method: str = "rarefied", *, rnet=None,
                  upsample: nn.ConvTranspose2d | None = None, chunk: int | None = None) -> torch.Tensor:
     """Scores (N, K, H, W) on the input's pixel grid from a strided net, three ways.
@@ -312,7 +328,8 @@ def dense_scores(net: nn.Module, x: torch.Tensor, method: str = "rarefied", *, r
       Pixel q gets the window centred at q + centre − shift: within half a pixel (exactly half for an
       even total receptive field, as with 2×2 pooling).
     - ``"deconv"``: the coarse scores through ``upsample`` (default the fixed bilinear layer, kernel
-      2f, depthwise), placed by :func:`fcnlib.upsample.upsample_to_input`.
+      2f, depthwise), placed by :func:`fcnlib.upsample.upsample_to_input` (the input padded by
+      :func:`deconv_margin` where the cells would not cover it).
     """
     g = geometry(net)
     H, W = x.shape[-2:]
@@ -328,10 +345,11 @@ def dense_scores(net: nn.Module, x: torch.Tensor, method: str = "rarefied", *, r
     if method == "deconv":
         if g.stride == 1:
             raise ValueError("the net is dense already (stride 1): there is nothing to upsample")
-        coarse = net(x)  # (N, K, h, w)
+        m = deconv_margin(g, max(H, W))
+        coarse = net(F.pad(x, (m, m, m, m)) if m else x)  # (N, K, h, w)
         layer = (upsample if upsample is not None
                  else up.upsample_layer(coarse.shape[1], g.stride, depthwise=True).to(x))
-        return up.upsample_to_input(coarse, layer, g.centre, (H, W))
+        return up.upsample_to_input(coarse, layer, g.centre - m, (H, W))
     raise ValueError(f"unknown method {method!r}: use 'stitch', 'rarefied' or 'deconv'")
 
 

@@ -308,6 +308,21 @@ def test_maps_and_their_geometry(standin):
     assert on_image.shape == (K, 64, 64)
 
 
+def test_coarse_net_is_the_score_fr_path(standin):
+    """FCN.coarse() is the stride-32 net §3.2's tricks take: the same score_fr as the forward pass,
+    the same parameters (not copies), and a geometry of stride 32 from stitch's own composition."""
+    from fcnlib import stitch
+    m = randomize_scores(models.fcn_from_classifier(standin, "8s")).eval()
+    x = torch.randn(2, 3, 64, 64)
+    net = m.coarse()
+    with torch.no_grad():
+        assert torch.equal(net(x), m.maps(x)["score_fr"])
+    assert net[-1] is m.score_fr and net[0] is m.to_pool3
+    assert stitch.geometry(net).stride == m.map_geometry()["score_fr"][0] == 32
+    with pytest.raises(ValueError, match="pool4 control"):
+        models.fcn_from_classifier(standin, "pool4").coarse()
+
+
 def test_staged_stage_resumes_from_its_checkpoint(standin, tmp_path):
     from fcnlib import data, staged
     X, Y = data.EmbeddedScenes("train", n=4, size=48).tensors()

@@ -242,6 +242,39 @@ def test_dense_scores_stitch_equals_rarefied_inside():
         st.dense_scores(net, x, "nearest")
 
 
+@pytest.mark.parametrize("pad", [0, 1])
+@pytest.mark.parametrize("keep", [2, 4])
+def test_deconv_margin_is_the_least_padding_that_covers(pad, keep):
+    """A net rarefied down to stride ``keep`` loses border cells its strided form kept; deconv_margin
+    is the least zero margin after which the upsampled map covers the input (held against the
+    shapes the nets actually produce), and dense_scores' deconvolution then sits where the rarefied
+    net's own cells are: at the interior cell centres it returns the coarse scores themselves."""
+    net = st.rarefy(strided_net(8, pad=pad), keep_stride=keep)
+    g = st.geometry(net)
+    for n in (24, 31, 40):
+        m = st.deconv_margin(g, n)
+        layer = up.upsample_layer(2, keep, depthwise=True).double()
+
+        def covers(margin):
+            coarse = net(torch.zeros(1, 3, n + 2 * margin, n + 2 * margin, dtype=torch.float64))
+            try:
+                up.upsample_to_input(coarse, layer, g.centre - margin, (n, n))
+                return True
+            except ValueError:
+                return False
+        assert covers(m) and (m == 0 or not covers(m - 1)), (pad, keep, n, m)
+    x = torch.randn(1, 3, 40, 40, dtype=torch.float64)
+    m = st.deconv_margin(g, 40)
+    with torch.no_grad():
+        y = st.dense_scores(net, x, "deconv")                     # (1, 2, 40, 40)
+        coarse = net(F.pad(x, (m, m, m, m)))                       # (1, 2, h, w)
+    assert y.shape == (1, 2, 40, 40)
+    for k in range(coarse.shape[-1]):                              # cells whose centre is a pixel
+        q = k * keep + g.centre - m
+        if q == int(q) and 0 <= q < 40 and 0 < k < coarse.shape[-1] - 1:
+            assert torch.allclose(y[0, :, int(q), int(q)], coarse[0, :, k, k], atol=1e-12)
+
+
 def test_upsampled_model():
     torch.manual_seed(0)
     net = st.strided_net(5, widths=(4, 6, 8))  # stride 4
