@@ -3,7 +3,7 @@ against bilinear deconvolution (Sections 3.2, 3.3), measured side by side in one
 
     python benchmarks/bench_dense.py [--device cpu|cuda] [--reps 3] [--size 500] [--threads N]
 
-The net is fcnlib.stitch.strided_net (the stand-in of notebook 03, random weights: time does not
+The net is fcnlib.stitch.strided_net (the small net of notebook 03's identity check, random weights: time does not
 depend on them), in eval mode, float32. Each method gives one 500×500 score map on the pixel grid
 (fcnlib.stitch.dense_scores): shift-and-stitch runs the net on the 64 shifted inputs (in batches of
 --chunk), rarefaction runs the dilated net once, deconvolution runs the net once and upsamples ×8.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-VOID = 255
+from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from . import paths, runtime
 from .runtime import autocast, channels_last, prepare_model, sync
 
-VOID = 255
+from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 
 
 @dataclass

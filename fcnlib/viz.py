@@ -6,7 +6,7 @@ import inspect
 import numpy as np
 import torch
 
-VOID = 255
+from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 
 # Paul Tol's colour-blind-safe qualitative schemes (bright, muted, light), background black.
 _TOL = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB",

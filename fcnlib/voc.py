@@ -22,7 +22,7 @@ from .data import normalize
 from .tiers import MissingAssetError
 
 NUM_CLASSES = 21
-VOID = 255
+from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 HOW = ("Unpack the PASCAL VOC 2011 train/val archive (VOCtrainval_25-May-2011.tar) so that "
        "VOCdevkit/VOC2011/SegmentationClass/<id>.png and JPEGImages/<id>.jpg exist under the "
        "datasets folder (set FCN_DATASETS to use another folder).")

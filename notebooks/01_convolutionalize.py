@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fcnlib
 from fcnlib import convolutionalize as cv
-from fcnlib import claims, data, efficiency, exercises, paper, paths, tiers, viz, world
+from fcnlib import claims, data, efficiency, exercises, heatmaps, paper, paths, tiers, viz, world
 
 run = fcnlib.start_run("01_convolutionalize", tier=tier, device=device, seed=seed, results_dir=results_dir)
 scene_size = tiers.pick(tier, smoke=320, embedded=320)     # Fig. 2: world objects on a canvas > rf (276 px)
@@ -227,7 +227,7 @@ def cell_extent(h, w, stride=sg.stride, size=crop):
     return (c0 - stride / 2, c0 + (w - 0.5) * stride, c0 + (h - 0.5) * stride, c0 - stride / 2)
 
 
-def heatmaps(n, classes):
+def draw_heatmaps(n, classes):
     fig, axes = plt.subplots(1, 2 + len(classes), figsize=(2.6 * (2 + len(classes)), 2.9))
     axes[0].imshow(viz.image_np(X[n])); axes[0].set_title("scene")
     axes[1].imshow(viz.colorize(Y[n]), interpolation="nearest"); axes[1].set_title("label")
@@ -245,39 +245,45 @@ def heatmaps(n, classes):
 
 
 present = [c for c in Y[0].unique().tolist() if c not in (0, data.VOID)]
-fig = heatmaps(0, present[:3] + [0])
+fig = draw_heatmaps(0, present[:3] + [0])
 run.savefig(fig, "fig2_heatmaps");
 
 # %% [markdown]
 # Do the maps light up where the objects are, and name them? For every object class in every scene, take
 # the cell where that class scores highest and ask whether the cell lies on the object (its stride-32
 # square, around its window's centre, holds a pixel of the class) and whether the classifier's top class
-# there — among all 49 — is the object's; *chance* is the fraction of cells on the object.
+# there — among all 49 — is the object's; *chance* is the fraction of cells on the object. The misses
+# are sorted by what the classifier named instead (`fcnlib.heatmaps`).
 
 # %%
-c0, half = (crop - 1) / 2, sg.stride // 2                          # cell (i, j): centre c0 + 32 (i, j)
-on, named, chance = [], [], []
-for n in range(len(X)):
-    for c in [c for c in Y[n].unique().tolist() if c not in (0, data.VOID)]:
-        cover = torch.tensor([[(Y[n, max(0, int(c0 + sg.stride * i - half)):int(c0 + sg.stride * i + half) + 1,
-                                    max(0, int(c0 + sg.stride * j - half)):int(c0 + sg.stride * j + half) + 1] == c).any().item()
-                               for j in range(w)] for i in range(h)])
-        k = P[n, c].argmax().item()
-        on.append(bool(cover.flatten()[k]))
-        named.append(on[-1] and P[n, :, k // w, k % w].argmax().item() == c)
-        chance.append(cover.float().mean().item())
-on_rate, named_rate, chance_rate = float(np.mean(on)), float(np.mean(named)), float(np.mean(chance))
-print(f"peak cell on the object for {on_rate:.0%} of {len(on)} objects (chance {chance_rate:.0%}); "
-      f"on the object and naming its class: {named_rate:.0%}")
-run.record(heatmap={"peak_on_object": on_rate, "peak_on_object_and_named": named_rate, "chance": chance_rate,
-                    "objects": len(on), "scene_size": scene_size, "grid": [h, w]});
+viz.show_source(heatmaps.miss_kind)
+
+# %%
+hm = heatmaps.summarize(heatmaps.peak_hits(P, Y, sg.stride, crop))
+print(f"peak cell on the object for {hm['peak_on_object']:.0%} of {hm['objects']} objects (chance {hm['chance']:.0%}); "
+      f"on the object and naming its class among all {P.shape[1]} classes: {hm['peak_on_object_and_named']:.0%}; "
+      f"among the scenes' {data.NUM_CLASSES}: {hm['named_among_scene_classes']:.0%}")
+print("misses:", ", ".join(f"{k} {v}" for k, v in hm["misses"].items()))
+run.record(heatmap={**hm, "scene_size": scene_size, "grid": [h, w]});
 if tier != "smoke":
-    assert on_rate > 2 * chance_rate, "the score maps should peak on the objects"
-run.claim("fig2.heatmap", ours=f"peak cell on the object and naming its class for {named_rate:.0%} of {len(on)} objects "
-                               f"(on the object: {on_rate:.0%}; chance {chance_rate:.0%})",
+    assert hm["peak_on_object"] > 2 * hm["chance"], "the score maps should peak on the objects"
+named, on_rate = hm["peak_on_object_and_named"], hm["peak_on_object"]
+run.claim("fig2.heatmap", ours=f"peak cell on the object and naming its class for {named:.0%} of {hm['objects']} objects "
+                               f"(on the object: {on_rate:.0%}; chance {hm['chance']:.0%}; named among the scenes' "
+                               f"{data.NUM_CLASSES} classes: {hm['named_among_scene_classes']:.0%})",
           paper="qualitative (Fig. 2)", seeds=[seed],
-          verdict=claims.measured(tier, named_rate >= 0.9, partly=on_rate > 2 * chance_rate, seeds=[seed]),
-          why="one pretrained classifier, no training in this notebook; the claim is met at ≥ 90% of objects")
+          verdict=claims.measured(tier, named >= 0.9, partly=on_rate > 2 * hm["chance"], seeds=[seed]),
+          why="one pretrained classifier, no training in this notebook; the claim is met at ≥ 90% of objects "
+              "named among all 49 classes. Most misses name a class the scenes never show (a crescent for a "
+              "partly hidden disk, a grid for dots); tools/frontier_heatmap.py measures the rate against "
+              "the stand-in's pretraining length")
+
+# %% [markdown]
+# Read the misses as you would an ImageNet classifier's on a VOC photo: the stand-in knows 28 object
+# classes the scenes never contain, and a disk half hidden behind another object *is* a crescent to
+# it, dots seen through clutter a grid. Among the scenes' own 21 classes — the question an FCN asks,
+# once its classifier layer is replaced (§4.1) — it names more of them. How the rate grows with the
+# stand-in's pretraining is measured by `tools/frontier_heatmap.py` (the README quotes its table).
 
 # %% [markdown]
 # ## 4. Every cell is the classifier on its window — precisely

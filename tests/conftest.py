@@ -16,6 +16,14 @@ def _isolated_results(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory):
+    """Where the smoke run of the notebooks (tests/test_notebooks.py) writes its executed notebooks,
+    summary and report, and where tests/test_browser.py reopens them: a folder of this session, never
+    the checkout's results/."""
+    return tmp_path_factory.mktemp("smoke")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """The tests' tensors are small: on a 2-core machine one thread runs them 5-10x faster than two."""

@@ -76,7 +76,7 @@ def _wait_for_server(url: str, proc, log: Path, timeout: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, smoke_results):
     """(page, base url, student edition root, papermill's executed smoke notebooks) for the tests."""
     try:
         from playwright.sync_api import sync_playwright
@@ -107,7 +107,7 @@ def lab(tmp_path_factory):
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"
-    executed = paths.ROOT / "results" / "smoke" / "notebooks"     # papermill's run (tests/test_notebooks.py)
+    executed = smoke_results / "notebooks"                       # papermill's run (tests/test_notebooks.py)
     copies = root / "executed"
     if executed.exists():
         shutil.copytree(executed, copies)

@@ -1,7 +1,7 @@
 """Every notebook follows the conventions and runs in the smoke tier through papermill.
 
-The executed notebooks land in results/smoke/notebooks/, where a learner can read them and where
-tests/test_browser.py reopens them in JupyterLab.
+The executed notebooks land in the session's smoke folder (the ``smoke_results`` fixture, never the
+checkout), where tests/test_browser.py reopens them in JupyterLab.
 """
 import importlib.util
 import shutil
@@ -13,7 +13,6 @@ from fcnlib import paths, report, reproduce
 from fcnlib.results import load_summary
 
 NOTEBOOKS = reproduce.notebooks()
-SMOKE = paths.ROOT / "results" / "smoke"
 
 _spec = importlib.util.spec_from_file_location("make_notebook", paths.ROOT / "tools" / "make_notebook.py")
 make_notebook = importlib.util.module_from_spec(_spec)
@@ -34,8 +33,8 @@ def test_conventions(nb):
 
 
 @pytest.fixture(scope="module")
-def smoke_dir():
-    out = SMOKE / "notebooks"
+def smoke_dir(smoke_results):
+    out = smoke_results / "notebooks"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -44,10 +43,10 @@ def smoke_dir():
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_in_smoke_tier(nb, smoke_dir):
-    status, secs, detail = reproduce.run_one(nb, "smoke", smoke_dir, SMOKE, "cpu", timeout=300)
+def test_runs_in_smoke_tier(nb, smoke_dir, smoke_results):
+    status, secs, detail = reproduce.run_one(nb, "smoke", smoke_dir, smoke_results, "cpu", timeout=300)
     assert status == "ok", f"{nb.name} {status} in the smoke tier: {detail}"
-    entry = load_summary(SMOKE)[nb.stem]
+    entry = load_summary(smoke_results)[nb.stem]
     assert entry["_run"]["status"] == "ok" and entry["_run"]["tier"] == "smoke"
     assert len(entry) > 1, f"{nb.stem} recorded no figures"
 
@@ -82,18 +81,19 @@ def test_outputs_are_what_a_learner_reads(smoke_dir):
 
 
 @pytest.mark.notebooks
-def test_report_renders_after_the_smoke_run(smoke_dir):
-    text = report.write(SMOKE).read_text()
+def test_report_renders_after_the_smoke_run(smoke_dir, smoke_results):
+    text = report.write(smoke_results).read_text()
     for nb in NOTEBOOKS:
         assert f"## {nb.stem}" in text
 
 
-def test_ledger_holds_to_summary(smoke_dir):
+@pytest.mark.notebooks
+def test_ledger_holds_to_summary(smoke_dir, smoke_results):
     """REPORT.md's claims ledger says what summary.json says: every registered claim was recorded by its
     notebook in the smoke run, and its row shows that record's values and verdict."""
     from fcnlib import claims
-    summary = load_summary(SMOKE)
-    text = report.write(SMOKE).read_text()
+    summary = load_summary(smoke_results)
+    text = report.write(smoke_results).read_text()
     ledger = text[text.index("## Claims ledger"):text.index("## Runs")]
     rows = [line for line in ledger.splitlines() if line.startswith("| §") or line.startswith("| Table")
             or line.startswith("| Appendix")]
