@@ -7,7 +7,7 @@ version, both against a large matrix product measured in the same run; and what 
 - **reference**: the same layers written out plainly here — nn.Conv2d everywhere (fc6 a 7×7
   convolution), the transposed convolutions with their full (K, K, k, k) weights, upsampling the
   whole map and cropping it by slicing; NCHW, fp32, eager, no tuning.
-- **fcnlib**: ``fcnlib.models.optimize_for_inference`` — channels_last, torch.compile with
+- **fcnlib**: ``fcnlib.fast.optimize_for_inference`` — channels_last, torch.compile with
   Inductor's freezing (on a CPU), the final upsampling depthwise and only on the cells that reach
   the image; on a GPU bf16 autocast too (against a bf16 matrix product there).
 - GFLOP/s counts the reference net's multiply-adds × 2 (convolutions and transposed convolutions,
@@ -24,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from fcnlib import models, runtime
+from fcnlib import fast, models, runtime
 from fcnlib.upsample import bilinear_weight
 
 
@@ -161,10 +161,10 @@ def main():
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     t_ref_bf16 = best_time(lambda: ref(xd), device, args.reps)
         t1 = time.perf_counter()
-        fast = models.optimize_for_inference(net, device, compile=not args.no_compile)
-        y = fast(xd).float()   # compiles here
+        opt = fast.optimize_for_inference(net, device, compile=not args.no_compile)
+        y = opt(xd).float()   # compiles here
         compile_s = time.perf_counter() - t1
-        t_fast = best_time(lambda: fast(xd), device, args.reps)
+        t_fast = best_time(lambda: opt(xd), device, args.reps)
         err = ((y - y_ref).abs().max() / y_ref.abs().max()).item()
         results[label] = dict(flops=flops, ref=t_ref, fast=t_fast)
         print(f"\n{label}: FCN-8s {flops / 1e9:.1f} GFLOP (crops {net.crop_offsets()}), built in "

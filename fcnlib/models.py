@@ -15,7 +15,9 @@ Public API (every builder returns an :class:`FCN`, in train mode; ``pad`` is con
     pool4_only_from(fcn32s_model)                               # §4.2's control: scores from pool4 alone
     freeze_backbone(model); trainable(model) -> [names]         # FCN-32s-fixed: only score_fr learns
     check_transplanted(model, probe=True, error=True) -> dict   # "why are all outputs zero?"
-    optimize_for_inference(model, device="cpu", compile=True)   # channels_last + torch.compile (freezing)
+
+The compiled inference path (channels_last, torch.compile with freezing) wraps these modules from
+:mod:`fcnlib.fast`: ``fast.optimize_for_inference(model, device="cpu", compile=True)``.
 
 ``variant``: "32s", "16s", "8s", "pool4" (and "32s-fixed" for the builders that take a variant).
 An :class:`FCN` maps (N, 3, H, W) → scores (N, K, H, W) for any H, W; an input holding NaN or ±inf is
@@ -31,7 +33,7 @@ ceil mode, fc6 a k×k convolution (k = 7 for VGG16, the stand-in's fc6 grid for 
 fixed, the 2× ones learned). Every crop offset is computed from the layers' coordinate maps
 (:func:`fcnlib.receptive_field.crop_offset`) when the net is built — 19 (FCN-32s), 5 and 27 (FCN-16s),
 5, 9 and 31 (FCN-8s) for full-width VGG16 — nothing is typed in. Where a skip's map does not cover the
-upsampled map it is added to (the stand-in's 2×2 fc6 moves the coarse grid by 80 px relative to pool3
+upsampled map it is added to (the stand-in's 3×3 fc6 moves the coarse grid by 64 px relative to pool3
 and pool4), the skip's 1×1 score layer is zero-padded by the missing cells and the crop derived again.
 """
 from __future__ import annotations
@@ -571,7 +573,7 @@ def equivalent_pad(classifier: nn.Module, reference_kernel: int = 7, reference_p
     """conv1 padding that puts this classifier's coarse FCN grid where the reference's is.
 
     The reference pads conv1 by 100 for VGG16, whose fc6 is 7×7. A classifier with the same
-    convolutions but a k×k fc6 (the stand-in: 2×2) centres its coarse cells 32·(7 − k)/2 px further
+    convolutions but a k×k fc6 (the stand-in: 3×3) centres its coarse cells 32·(7 − k)/2 px further
     left; padding that much less puts every coarse cell, and so the final crops (19, 27, 31), exactly
     where the reference has them — the same output grid over the image at a fraction of the cost
     (a 64-px image is convolved at 104² instead of 264²). Computed from the coordinate maps.
@@ -592,8 +594,8 @@ def standin_fcn(variant: str = "32s", device="cpu", pad: int | str = "equivalent
                 num_classes: int | None = None) -> FCN:
     """An FCN built from the course's pretrained stand-in VGG16 (:func:`fcnlib.pretrain.pretrained`),
     the embedded tier's substitute for ImageNet weights. ``variant``: "32s", "32s-fixed", "16s", "8s".
-    ``pad``: conv1's padding; "equivalent" (default) is :func:`equivalent_pad` — 20 for the stand-in's
-    2×2 fc6, the reference's coarse grid and final crops; 100 is the reference's number itself."""
+    ``pad``: conv1's padding; "equivalent" (default) is :func:`equivalent_pad` — 36 for the stand-in's
+    3×3 fc6, the reference's coarse grid and final crops; 100 is the reference's number itself."""
     from . import pretrain
     from .data import NUM_CLASSES
     classifier = pretrain.pretrained("vgg16", device="cpu")
@@ -646,82 +648,3 @@ def check_transplanted(model: FCN, probe: bool = True, error: bool = True) -> di
             raise NotTransplantedError(msg)
         warnings.warn(msg, stacklevel=2)
     return report
-
-
-# ---------------------------------------------------------------------- inference
-class _Fallback(nn.Module):
-    """Runs the compiled module; on a compile failure at the first call, says why and runs eager."""
-
-    def __init__(self, compiled, eager):
-        super().__init__()
-        self.compiled, self.eager, self.failed = compiled, eager, None
-
-    def forward(self, x):
-        if self.failed is None:
-            try:
-                # Inductor compiles at the first call: freezing must be on then (as torch.compile's
-                # options={"freezing": True} it is not applied here), and stays on for every call
-                import torch._inductor.config as inductor_config
-                with torch.no_grad(), inductor_config.patch(freezing=True):
-                    return self.compiled(x)
-            except Exception as e:  # noqa: BLE001 — any compiler/toolchain failure falls back
-                self.failed = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-                warnings.warn(f"torch.compile failed ({self.failed}); running the eager model instead",
-                              stacklevel=2)
-        return self.eager(x)
-
-
-def plain_convolutions(model: nn.Module) -> nn.Module:
-    """``model`` (in place) with every subclass of ``nn.Conv2d`` that has its own forward — such as
-    convolutionalize's ``FCConv2d`` (fc6 as im2col + matrix product) — replaced by a plain
-    ``nn.Conv2d`` with the same weights, which oneDNN/cuDNN run and Inductor's freezing prepacks."""
-    for name, child in model.named_children():
-        if isinstance(child, nn.Conv2d) and type(child) is not nn.Conv2d:
-            conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                             child.padding, child.dilation, child.groups, child.bias is not None,
-                             device=child.weight.device, dtype=child.weight.dtype)
-            conv.load_state_dict(child.state_dict())
-            conv.requires_grad_(child.weight.requires_grad)
-            setattr(model, name, conv)
-        else:
-            plain_convolutions(child)
-    return model
-
-
-def optimize_for_inference(model: nn.Module, device="cpu", compile: bool = True) -> nn.Module:
-    """An inference-only version of ``model`` on ``device`` (eval mode, no gradients).
-
-    - CPU: channels_last weights and inputs, then ``torch.compile`` with Inductor's ``freezing``
-      (weights folded as constants, convolutions prepacked for oneDNN); if compiling is unavailable
-      or fails (no C++ compiler, unsupported platform) a warning says why and the eager channels_last
-      model runs. CPU bf16 is not used: it is several times slower than fp32 on most CPUs.
-    - CUDA: channels_last and bf16 autocast (``fcnlib.runtime.autocast``), compiled the same way.
-    Call the result like the model: ``opt(x)`` (x is made channels_last). Compiling takes seconds
-    at the first call.
-    """
-    from .runtime import autocast, pick_device
-    device = pick_device(device) if isinstance(device, str) else torch.device(device)
-    eager = plain_convolutions(copy.deepcopy(model)).eval().to(device).to(memory_format=torch.channels_last)
-    for p in eager.parameters():
-        p.requires_grad_(False)
-
-    class _Infer(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), autocast(device):
-                return self.net(x)
-
-    infer = _Infer(eager)
-    if not compile:
-        return infer
-    try:
-        compiled = torch.compile(eager)
-    except Exception as e:  # noqa: BLE001
-        warnings.warn(f"torch.compile is unavailable ({type(e).__name__}: {e}); using eager channels_last",
-                      stacklevel=2)
-        return infer
-    return _Infer(_Fallback(compiled, eager))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib import classifiers, models, paper
+from fcnlib import classifiers, fast, models, paper
 from fcnlib import receptive_field as rf
 from fcnlib.train import TrainConfig, pixel_loss, train
 from fcnlib.upsample import bilinear_weight
@@ -278,14 +278,14 @@ def test_optimize_for_inference_matches_eager(standin, monkeypatch):
     x = torch.randn(2, 3, 50, 70)
     with torch.no_grad():
         ref = m(x)
-    fast = models.optimize_for_inference(m, "cpu", compile=False)
-    torch.testing.assert_close(fast(x), ref, rtol=1e-4, atol=1e-5)
+    opt = fast.optimize_for_inference(m, "cpu", compile=False)
+    torch.testing.assert_close(opt(x), ref, rtol=1e-4, atol=1e-5)
 
     def broken(*a, **k):
         raise RuntimeError("no compiler here")
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
-        fb = models.optimize_for_inference(m, "cpu")
+        fb = fast.optimize_for_inference(m, "cpu")
     torch.testing.assert_close(fb(x), ref, rtol=1e-4, atol=1e-5)
 
 
