@@ -24,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from fcnlib import fast, models, runtime
+from fcnlib import fast, models, runtime, transplant
 from fcnlib.upsample import bilinear_weight
 
 
@@ -112,7 +112,7 @@ def gemm_rates(device, dtype, n=4096, reps=5) -> dict:
 
 def build(pad, fc6_padding, device):
     torch.manual_seed(0)
-    net = models.fcn_from_classifier(models.vgg16_classifier(), "8s", pad=pad, fc6_padding=fc6_padding)
+    net = transplant.fcn_from_classifier(transplant.vgg16_classifier(), "8s", pad=pad, fc6_padding=fc6_padding)
     for name, m in net.named_children():   # random score layers, so that outputs are not all zero
         if name.startswith("score"):
             nn.init.normal_(m.weight, std=1e-3)
@@ -174,7 +174,7 @@ def main():
             print(line("reference, bf16 autocast", t_ref_bf16, flops))
         print(line("fcnlib optimized", t_fast, flops) + f"   speedup {t_ref / t_fast:.2f}×"
               + (f" ({t_ref_bf16 / t_fast:.2f}× the bf16 reference)" if gpu else ""))
-        del net, ref, fast
+        del net, ref, opt
 
     a, b = results["pad 100 (paper)"], results["'same' padding"]
     print(f"\nconv1 padding 100 vs 'same': {a['flops'] / b['flops']:.2f}× the FLOPs, "

@@ -26,7 +26,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from fcnlib import data, models, pretrain, runtime, train, world
+from fcnlib import data, pretrain, runtime, train, transplant, world
 
 
 def main():
@@ -41,7 +41,7 @@ def main():
     if device.type == "cpu":
         runtime.set_threads(args.threads if args.threads in ("auto", "fastest") else int(args.threads))
     standin = pretrain.pretrained("vgg16")
-    start = models.fcn_from_classifier(standin, "8s", data.NUM_CLASSES, models.equivalent_pad(standin),
+    start = transplant.fcn_from_classifier(standin, "8s", data.NUM_CLASSES, transplant.equivalent_pad(standin),
                                        source="standin-vgg16")
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, FCN-8s "
           f"(stand-in VGG16), batch {args.batch}")

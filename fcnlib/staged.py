@@ -1,6 +1,6 @@
 """Staged training of the skip nets (§4.2): FCN-32s, then FCN-16s from it, then FCN-8s from that.
 
-Each stage starts from the previous stage's trained weights (``fcnlib.models.fcn16s_from`` /
+Each stage starts from the previous stage's trained weights (``fcnlib.surgery.fcn16s_from`` /
 ``fcn8s_from``: new skip scores zero, so the net starts where the last one ended) and trains with
 :func:`fcnlib.train.train` at a learning rate divided by ``divisor`` (100 in the paper). Every stage
 writes its checkpoint under ``ckpt_dir`` with a name keyed by everything that determines it (its

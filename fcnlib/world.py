@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from . import data, models, pretrain
+from . import data, models, pretrain, transplant
 
 SIZE = 128                  # px, the side of a scene
 RADIUS_PX = (19.2, 44.8)    # px, object radius (0.15–0.35 of SIZE)
@@ -56,9 +56,9 @@ def standin(device="cpu") -> torch.nn.Module:
 
 def fcn(variant: str = "32s", classifier: torch.nn.Module | None = None) -> models.FCN:
     """An FCN-``variant`` made from the stand-in (§4.1), conv1 padded so that its coarse grid sits
-    where the reference's does (``models.equivalent_pad``)."""
+    where the reference's does (``transplant.equivalent_pad``)."""
     classifier = standin() if classifier is None else classifier
-    return models.fcn_from_classifier(classifier, variant, data.NUM_CLASSES, models.equivalent_pad(classifier),
+    return transplant.fcn_from_classifier(classifier, variant, data.NUM_CLASSES, transplant.equivalent_pad(classifier),
                                       source=f"standin-{BACKBONE}")
 
 

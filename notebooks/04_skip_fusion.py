@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import fcnlib
-from fcnlib import claims, data, exercises, metrics, models, paper, staged, tiers, upper_bound, viz, world
+from fcnlib import claims, data, exercises, metrics, models, paper, staged, surgery, tiers, transplant, upper_bound, viz, world
 from fcnlib.train import TrainConfig
 
 run = fcnlib.start_run("04_skip_fusion", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -83,27 +83,27 @@ run
 # and a fixed bilinear upsampling whose crop offset comes from the coordinate maps (notebook 02).
 
 # %%
-viz.show_source(models.fcn_from_classifier)
+viz.show_source(transplant.fcn_from_classifier)
 
 # %% [markdown]
 # **How much padding?** The reference pads conv1 by 100 px so that any input gives an output and every
 # crop offset is non-negative. The stand-in's 3×3 fc6 centres its coarse cells 32·(7 − 3)/2 = 64 px
 # further left than a 7×7 fc6 does, so it needs 64 px less: with conv1 padded by
-# `models.equivalent_pad(standin)` = 36 its coarse grid sits exactly where full-width VGG16's does with
+# `transplant.equivalent_pad(standin)` = 36 its coarse grid sits exactly where full-width VGG16's does with
 # 100, and its final crops are the reference's 19, 27 and 31 (checked in section 2). We measure what the
 # 64 extra pixels of padding would cost at our image size below.
 
 # %%
 if tier == "paper":
     pad = models.REFERENCE_PAD
-    imagenet_vgg16 = models.vgg16_classifier(weights="imagenet")   # tiers.require: says what is missing
-    base = lambda v: models.fcn_from_classifier(imagenet_vgg16, v, data.NUM_CLASSES, pad)  # noqa: E731
+    imagenet_vgg16 = transplant.vgg16_classifier(weights="imagenet")   # tiers.require: says what is missing
+    base = lambda v: transplant.fcn_from_classifier(imagenet_vgg16, v, data.NUM_CLASSES, pad)  # noqa: E731
 else:
     standin = world.standin()                                      # the embedded world's stand-in VGG16
-    pad = models.equivalent_pad(standin)
+    pad = transplant.equivalent_pad(standin)
     base = lambda v: world.fcn(v, standin)  # noqa: E731
 fcn32s_init = base("32s")
-report = models.check_transplanted(fcn32s_init)
+report = transplant.check_transplanted(fcn32s_init)
 print(f"conv1 padding {pad}; transplant check: {report}")
 
 # %% [markdown]
@@ -114,11 +114,11 @@ print(f"conv1 padding {pad}; transplant check: {report}")
 # catches that case and says what to do:
 
 # %%
-empty = models.fcn32s(width=0.125)     # a narrow VGG16 FCN-32s built with weights=None: nothing transplanted
+empty = transplant.fcn32s(width=0.125)     # a narrow VGG16 FCN-32s built with weights=None: nothing transplanted
 try:
-    models.check_transplanted(empty)
+    transplant.check_transplanted(empty)
     caught = False
-except models.NotTransplantedError as e:
+except transplant.NotTransplantedError as e:
     caught = True
     print("NotTransplantedError:", e)
 assert caught, "an FCN without transplanted weights must be reported"
@@ -135,10 +135,10 @@ assert caught, "an FCN without transplanted weights must be reported"
 viz.show_source(models.FCN._run)
 
 # %%
-fcn16s_init, fcn8s_init = models.fcn16s_from(fcn32s_init), None
-fcn8s_init = models.fcn8s_from(fcn16s_init)
+fcn16s_init, fcn8s_init = surgery.fcn16s_from(fcn32s_init), None
+fcn8s_init = surgery.fcn8s_from(fcn16s_init)
 with torch.device("meta"):   # full-width VGG16 FCNs, geometry only (no weights are made)
-    reference = {f"fcn{v}": getattr(models, f"fcn{v}")() for v in ("32s", "16s", "8s")}
+    reference = {f"fcn{v}": getattr(transplant, f"fcn{v}")() for v in ("32s", "16s", "8s")}
 ours_ref = {k: m.crop_offsets() for k, m in reference.items()}
 paper_crops = paper.crop_offsets()
 for net, crops in ours_ref.items():
@@ -206,7 +206,7 @@ def step_cost(model, reps):
 
 reps = tiers.pick(tier, smoke=1, embedded=3)
 cost_ours = step_cost(base("8s"), reps)
-cost_100 = step_cost(models.fcn_from_classifier(standin if tier != "paper" else imagenet_vgg16,
+cost_100 = step_cost(transplant.fcn_from_classifier(standin if tier != "paper" else imagenet_vgg16,
                                                 "8s", data.NUM_CLASSES, 100), reps)
 print(f"FCN-8s training step at {size if tier != 'paper' else 64} px: {cost_ours * 1e3:.1f} ms/image with pad {pad}, "
       f"{cost_100 * 1e3:.1f} ms/image with pad 100 ({cost_100 / cost_ours:.1f}×)")
@@ -276,12 +276,12 @@ def plan_for(run_seed):
         return TrainConfig(iters=n, batch_size=batch, lr=lr_, seed=run_seed * 100 + stage_seed,
                            ckpt_every=max(1, n // 4))
     return [
-        staged.Stage("fcn32s_fixed", lambda _: models.freeze_backbone(base("32s")), cfg(lr, iters["fixed"], 0),
+        staged.Stage("fcn32s_fixed", lambda _: surgery.freeze_backbone(base("32s")), cfg(lr, iters["fixed"], 0),
                      note="only score_fr trained"),
         staged.Stage("fcn32s", lambda _: base("32s"), cfg(lr, iters["fcn32s"], 1)),
-        staged.Stage("fcn16s", models.fcn16s_from, cfg(lr16, iters["skip"], 2), parent="fcn32s"),
-        staged.Stage("fcn8s", models.fcn8s_from, cfg(lr8, iters["skip"], 3), parent="fcn16s"),
-        staged.Stage("pool4_only", models.pool4_only_from, cfg(lr16, iters["skip"], 2), parent="fcn32s",
+        staged.Stage("fcn16s", surgery.fcn16s_from, cfg(lr16, iters["skip"], 2), parent="fcn32s"),
+        staged.Stage("fcn8s", surgery.fcn8s_from, cfg(lr8, iters["skip"], 3), parent="fcn16s"),
+        staged.Stage("pool4_only", surgery.pool4_only_from, cfg(lr16, iters["skip"], 2), parent="fcn32s",
                      note="§4.2 control: learning from the pool4 layer alone"),
         staged.Stage("fcn32s_lower_lr", copy.deepcopy, cfg(lr16, iters["skip"], 2),
                      parent="fcn32s", note="§4.2 control: lower learning rate, no skip"),
@@ -311,7 +311,7 @@ def check_start(stage, done):
     if stage.name != "fcn16s" or start is not None:
         return
     parent = done["fcn32s"].model.eval()
-    child = models.fcn16s_from(parent).eval()
+    child = surgery.fcn16s_from(parent).eval()
     X = val_xy[0][:16].to(dev)
     with torch.no_grad():
         pm, cm = parent.maps(X), child.maps(X)

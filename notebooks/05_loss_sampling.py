@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 import fcnlib
-from fcnlib import claims, data, exercises, metrics, models, paper, runtime, tiers, train, viz, world
+from fcnlib import claims, data, exercises, metrics, models, paper, runtime, tiers, train, transplant, viz, world
 from fcnlib import sampling as S
 
 run = fcnlib.start_run("05_loss_sampling", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -81,7 +81,7 @@ run
 # We use **FCN-32s made from the course's pretrained stand-in VGG16**, as notebook 04 does (`world.fcn`):
 # the reference geometry — conv1 padded, ceil-mode pooling, fc6/fc7 as convolutions, a 1×1 score
 # layer (zero-initialized), a fixed bilinear ×32 upsampling and a crop derived from the coordinate
-# maps — on the embedded world's 128-px scenes. conv1 is padded by `models.equivalent_pad` = 36 px,
+# maps — on the embedded world's 128-px scenes. conv1 is padded by `transplant.equivalent_pad` = 36 px,
 # not the reference's 100: the stand-in's fc6 is 3×3 where VGG16's is 7×7, so 36 puts its coarse grid
 # where VGG16's is with 100. Padding by 100 as well would add 100 − 36 = 64 px — two whole cells of
 # stride 32 — on each side: the score map would gain two rows and columns of cells that lie entirely in
@@ -107,10 +107,10 @@ Xv, Yv = val_set.tensors()
 val_data = torch.utils.data.TensorDataset(Xv, Yv)
 
 standin = world.standin()                         # the course's pretrained stand-in VGG16 classifier
-pad = models.equivalent_pad(standin) if tier != "paper" else models.REFERENCE_PAD
-base = models.fcn_from_classifier(standin, "32s", C, pad, source="standin-vgg16").train()
+pad = transplant.equivalent_pad(standin) if tier != "paper" else models.REFERENCE_PAD
+base = transplant.fcn_from_classifier(standin, "32s", C, pad, source="standin-vgg16").train()
 grid = S.CellGrid.from_model(base, size)
-fcn100 = models.fcn_from_classifier(standin, "32s", C, 100).train()
+fcn100 = transplant.fcn_from_classifier(standin, "32s", C, 100).train()
 grid100 = S.CellGrid.from_model(fcn100, size)
 assert torch.equal(grid.index(size), grid100.index(size)), "the two paddings must give the same pixel→cell map"
 cells_hw = grid.shape(size, size)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib import classifiers, fast, models, paper
+from fcnlib import classifiers, fast, models, paper, surgery, transplant
 from fcnlib import receptive_field as rf
 from fcnlib.train import TrainConfig, pixel_loss, train
 from fcnlib.upsample import bilinear_weight
@@ -20,7 +20,7 @@ ODD_SIZES = [(1, 1), (17, 33), (31, 64), (63, 95), (100, 37), (129, 131)]
 def reference_nets():
     """Full-width VGG16 FCNs, built without weights (meta tensors): geometry only."""
     with torch.device("meta"):
-        return {v: getattr(models, "fcn" + v)() for v in ("32s", "16s", "8s")}
+        return {v: getattr(transplant, "fcn" + v)() for v in ("32s", "16s", "8s")}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_whole_graph_is_aligned(reference_nets):
 
 @pytest.mark.parametrize("variant", ["32s", "16s", "8s", "pool4"])
 def test_output_is_input_size_for_any_size(standin, variant):
-    model = models.fcn_from_classifier(standin, variant).eval()
+    model = transplant.fcn_from_classifier(standin, variant).eval()
     randomize_scores(model)
     for h, w in ODD_SIZES:
         with torch.no_grad():
@@ -82,7 +82,7 @@ def test_output_is_input_size_for_any_size(standin, variant):
 
 def test_output_size_full_width_and_other_backbones():
     torch.manual_seed(0)
-    nets = [models.fcn8s(width=1 / 16), models.fcn_alexnet(width=1 / 8), models.fcn_googlenet()]
+    nets = [transplant.fcn8s(width=1 / 16), transplant.fcn_alexnet(width=1 / 8), transplant.fcn_googlenet()]
     assert nets[1].crop_offsets()["final"] >= 0 and nets[1].upscore.kernel_size == (63, 63)  # AlexNet: odd kernel
     for net in nets:
         net.eval()
@@ -94,7 +94,7 @@ def test_output_size_full_width_and_other_backbones():
 def test_standin_geometry(standin):
     """fc6 is the stand-in's 2×2 grid: the coarse map's centre moves by 80 px and pool3 falls a cell
     short of the upsampled map; the skip score layers are padded, offsets still derived and ≥ 0."""
-    m = models.fcn_from_classifier(standin, "8s")
+    m = transplant.fcn_from_classifier(standin, "8s")
     d = m.describe()
     assert d["fc6_kernel"] == 2
     assert all(o >= 0 for o in m.crop_offsets().values())
@@ -105,22 +105,22 @@ def test_standin_geometry(standin):
 def test_equivalent_pad_puts_the_standin_on_the_reference_grid(standin, reference_nets):
     """A 2×2 fc6 needs 80 px less padding than a 7×7 one for the same coarse grid: with it the
     stand-in's score map and every final crop sit where the full-width reference's do."""
-    pad = models.equivalent_pad(standin)
+    pad = transplant.equivalent_pad(standin)
     assert pad == 20
     for v in ("32s", "16s", "8s"):
-        m = models.fcn_from_classifier(standin, v, pad=pad)
+        m = transplant.fcn_from_classifier(standin, v, pad=pad)
         assert m.crop_offsets()["final"] == reference_nets[v].crop_offsets()["final"]
         assert m.map_geometry()["score_fr"] == reference_nets[v].map_geometry()["score_fr"]
     with torch.device("meta"):
         import torchvision
-        assert models.equivalent_pad(torchvision.models.vgg16()) == 100
+        assert transplant.equivalent_pad(torchvision.models.vgg16()) == 100
 
 
 @pytest.mark.parametrize("pad", [100, 20])
 def test_padded_skip_cells_never_reach_the_image(standin, pad):
     """The zero-padded cells of a skip's score map lie in conv1's padding: whatever they hold, the
     output on the image does not change."""
-    m = randomize_scores(models.fcn_from_classifier(standin, "8s", pad=pad)).eval()
+    m = randomize_scores(transplant.fcn_from_classifier(standin, "8s", pad=pad)).eval()
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
         ref = m(x)
@@ -145,7 +145,7 @@ def test_windowed_upsampling_is_exact(standin):
     channel, for the fixed bilinear one) = upsample everything with the transposed convolution, crop:
     the same sums in another order, so equal to float rounding."""
     for variant in ("32s", "16s", "8s"):
-        m = randomize_scores(models.fcn_from_classifier(standin, variant)).eval()
+        m = randomize_scores(transplant.fcn_from_classifier(standin, variant)).eval()
         x = torch.randn(2, 3, 61, 90)
         with torch.no_grad():
             fast = m(x)
@@ -156,7 +156,7 @@ def test_windowed_upsampling_is_exact(standin):
 
 # ---------------------------------------------------------------- initialization and surgery
 def test_transplant_copies_the_classifier(standin):
-    m = models.fcn_from_classifier(standin, "32s")
+    m = transplant.fcn_from_classifier(standin, "32s")
     assert bool(m.transplanted) and m.source
     fc6, fc7 = m.fc.fc6, m.fc.fc7
     lin = [l for l in standin.classifier if isinstance(l, nn.Linear)]
@@ -175,7 +175,7 @@ def test_transplant_copies_the_classifier(standin):
 def test_transplanted_fc_layers_compute_the_classifier(standin):
     """On a crop of the classifier's native size, fc7 at the cell that sees exactly that crop equals
     the classifier's fc7 (the convolutionalization is the lesson of notebook 01; here: not broken)."""
-    m = models.fcn_from_classifier(standin, "32s", pad=1).eval()  # torchvision's own padding
+    m = transplant.fcn_from_classifier(standin, "32s", pad=1).eval()  # torchvision's own padding
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         fc7 = m.fc(m.to_pool5(m.to_pool4(m.to_pool3(x))))        # (3, C, 1, 1)
@@ -185,7 +185,7 @@ def test_transplanted_fc_layers_compute_the_classifier(standin):
 
 
 def test_new_fcn_is_zero_and_upsamplings_are_bilinear(standin):
-    m = models.fcn_from_classifier(standin, "8s")
+    m = transplant.fcn_from_classifier(standin, "8s")
     for name in ("score_fr", "score_pool4", "score_pool3"):
         assert not getattr(m, name).weight.any() and not getattr(m, name).bias.any()
     with torch.no_grad():
@@ -204,13 +204,13 @@ def test_staged_start_leaves_predictions_unchanged(standin, upgrade):
     then differs from the parent's only by bilinear interpolation order (×2 then ×16 vs ×32):
     within a small bound, and the predicted classes agree almost everywhere."""
     torch.manual_seed(1)
-    parent = randomize_scores(models.fcn_from_classifier(standin, "32s"), seed=3)
+    parent = randomize_scores(transplant.fcn_from_classifier(standin, "32s"), seed=3)
     if upgrade == "8s":
-        parent = randomize_scores(models.fcn16s_from(parent), seed=4)
-        child = models.fcn8s_from(parent)
+        parent = randomize_scores(surgery.fcn16s_from(parent), seed=4)
+        child = surgery.fcn8s_from(parent)
         fused, coarse, up = "fuse_pool3", "fuse_pool4", "upscore_pool4"
     else:
-        child = models.fcn16s_from(parent)
+        child = surgery.fcn16s_from(parent)
         fused, coarse, up = "fuse_pool4", "score_fr", "upscore2"
     parent.eval(), child.eval()
     x = torch.randn(3, 3, 64, 72)
@@ -229,16 +229,16 @@ def test_staged_start_leaves_predictions_unchanged(standin, upgrade):
 def test_staged_training_moves_only_what_it_should(standin):
     from fcnlib import data
     X, Y = data.EmbeddedScenes("train", n=4, size=48).tensors()
-    m = models.freeze_backbone(models.fcn_from_classifier(standin, "32s"))
-    assert models.trainable(m) == ["score_fr.weight", "score_fr.bias"]
+    m = surgery.freeze_backbone(transplant.fcn_from_classifier(standin, "32s"))
+    assert surgery.trainable(m) == ["score_fr.weight", "score_fr.bias"]
     before = {k: v.clone() for k, v in m.state_dict().items()}
     train(m, (X, Y), TrainConfig(iters=2, batch_size=2, lr=1e-2), progress=False)
     changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"score_fr.weight", "score_fr.bias"}
-    m16 = models.fcn16s_from(m)   # the child of a fixed net trains everything but the final upsampling
-    assert "to_pool3.0.weight" in models.trainable(m16) and "upscore2.weight" in models.trainable(m16)
-    assert "upscore.weight" not in models.trainable(m16)
-    p4 = models.pool4_only_from(m)
+    m16 = surgery.fcn16s_from(m)   # the child of a fixed net trains everything but the final upsampling
+    assert "to_pool3.0.weight" in surgery.trainable(m16) and "upscore2.weight" in surgery.trainable(m16)
+    assert "upscore.weight" not in surgery.trainable(m16)
+    p4 = surgery.pool4_only_from(m)
     assert not hasattr(p4, "score_fr") and p4.describe()["strides"]["score_pool4"] == 16
     assert len(p4.to_pool5) == 0 and len(p4.fc) == 0       # no fc path at all
     loss = pixel_loss(p4(X[:2]), Y[:2])
@@ -249,32 +249,32 @@ def test_staged_training_moves_only_what_it_should(standin):
 # ---------------------------------------------------------------- "why are all outputs zero?"
 def test_check_transplanted_catches_an_empty_backbone(standin):
     torch.manual_seed(0)
-    fresh = models.fcn32s(width=1 / 16)                 # weights=None: nothing transplanted
-    with pytest.raises(models.NotTransplantedError, match="all outputs zero"):
-        models.check_transplanted(fresh)
+    fresh = transplant.fcn32s(width=1 / 16)                 # weights=None: nothing transplanted
+    with pytest.raises(transplant.NotTransplantedError, match="all outputs zero"):
+        transplant.check_transplanted(fresh)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        report = models.check_transplanted(fresh, error=False)
+        report = transplant.check_transplanted(fresh, error=False)
     assert not report["transplanted"] and any("transplanted" in str(x.message) for x in w)
-    good = models.fcn_from_classifier(standin, "32s")
-    report = models.check_transplanted(good)
+    good = transplant.fcn_from_classifier(standin, "32s")
+    report = transplant.check_transplanted(good)
     assert report["transplanted"] and report["fc7_varies"] and report["outputs_all_zero"]
     # the flag travels with the weights (checkpoints): loading them into a fresh net fixes it
-    other = models.fcn_from_classifier(classifiers.vgg16_standin(width=0.125, crop=64), "32s")
+    other = transplant.fcn_from_classifier(classifiers.vgg16_standin(width=0.125, crop=64), "32s")
     other.transplanted.fill_(False)
     other.load_state_dict(good.state_dict())
-    assert models.check_transplanted(other)["transplanted"]
+    assert transplant.check_transplanted(other)["transplanted"]
     # a backbone that is there but dead (e.g. zeroed weights) is caught by the probe
     with torch.no_grad():
         for p in good.fc.parameters():
             p.zero_()
-    with pytest.raises(models.NotTransplantedError, match="dead"):
-        models.check_transplanted(good)
+    with pytest.raises(transplant.NotTransplantedError, match="dead"):
+        transplant.check_transplanted(good)
 
 
 # ---------------------------------------------------------------- inference path
 def test_optimize_for_inference_matches_eager(standin, monkeypatch):
-    m = randomize_scores(models.fcn_from_classifier(standin, "8s")).eval()
+    m = randomize_scores(transplant.fcn_from_classifier(standin, "8s")).eval()
     x = torch.randn(2, 3, 50, 70)
     with torch.no_grad():
         ref = m(x)
@@ -291,7 +291,7 @@ def test_optimize_for_inference_matches_eager(standin, monkeypatch):
 
 # ---------------------------------------------------------------- maps, and staged training's checkpoints
 def test_maps_and_their_geometry(standin):
-    m = randomize_scores(models.fcn_from_classifier(standin, "8s")).eval()
+    m = randomize_scores(transplant.fcn_from_classifier(standin, "8s")).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         maps = m.maps(x)
@@ -312,7 +312,7 @@ def test_coarse_net_is_the_score_fr_path(standin):
     """FCN.coarse() is the stride-32 net §3.2's tricks take: the same score_fr as the forward pass,
     the same parameters (not copies), and a geometry of stride 32 from stitch's own composition."""
     from fcnlib import stitch
-    m = randomize_scores(models.fcn_from_classifier(standin, "8s")).eval()
+    m = randomize_scores(transplant.fcn_from_classifier(standin, "8s")).eval()
     x = torch.randn(2, 3, 64, 64)
     net = m.coarse()
     with torch.no_grad():
@@ -320,13 +320,13 @@ def test_coarse_net_is_the_score_fr_path(standin):
     assert net[-1] is m.score_fr and net[0] is m.to_pool3
     assert stitch.geometry(net).stride == m.map_geometry()["score_fr"][0] == 32
     with pytest.raises(ValueError, match="pool4 control"):
-        models.fcn_from_classifier(standin, "pool4").coarse()
+        transplant.fcn_from_classifier(standin, "pool4").coarse()
 
 
 def test_staged_stage_resumes_from_its_checkpoint(standin, tmp_path):
     from fcnlib import data, staged
     X, Y = data.EmbeddedScenes("train", n=4, size=48).tensors()
-    stage = staged.Stage("fcn32s", lambda _: models.fcn_from_classifier(standin, "32s", pad=20),
+    stage = staged.Stage("fcn32s", lambda _: transplant.fcn_from_classifier(standin, "32s", pad=20),
                          TrainConfig(iters=3, batch_size=2, lr=1e-3, ckpt_every=1))
     first = staged.run_stage(stage, None, (X, Y), (X, Y), num_classes=K, ckpt_dir=tmp_path, data_id="t",
                              progress=False)
@@ -334,7 +334,7 @@ def test_staged_stage_resumes_from_its_checkpoint(standin, tmp_path):
                              progress=False)
     assert not first.resumed and again.resumed and again.history.loss == first.history.loss
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
-    child = staged.Stage("fcn16s", models.fcn16s_from, TrainConfig(iters=1, batch_size=2, lr=1e-4), parent="fcn32s")
+    child = staged.Stage("fcn16s", surgery.fcn16s_from, TrainConfig(iters=1, batch_size=2, lr=1e-4), parent="fcn32s")
     r = staged.run_stage(child, first, (X, Y), (X, Y), num_classes=K, ckpt_dir=tmp_path, data_id="t", progress=False)
     assert r.model.variant == "16s" and r.key != first.key and r.extra["start_step"] == 3
     assert staged.paper_learning_rates(1e-4) == [1e-4, 1e-6, 1e-8]
@@ -343,7 +343,7 @@ def test_staged_stage_resumes_from_its_checkpoint(standin, tmp_path):
 # ---------------------------------------------------------------- non-finite input
 def test_non_finite_input_is_refused(standin):
     """A NaN pixel used to come out as background over its whole receptive field, silently."""
-    m = randomize_scores(models.fcn_from_classifier(standin, "16s")).eval()
+    m = randomize_scores(transplant.fcn_from_classifier(standin, "16s")).eval()
     x = torch.randn(2, 3, 40, 48)
     x[1, 0, 5, 7] = float("nan")
     x[0, 2, 30, 1] = float("inf")
@@ -356,6 +356,6 @@ def test_non_finite_input_is_refused(standin):
 
 def test_channels_survive_surgery():
     """The widths describe() reports are the layers' own, before and after §4.2's surgery."""
-    m32 = models.fcn32s(width=1 / 16)
-    for m in (m32, models.fcn16s_from(m32), models.fcn8s_from(models.fcn16s_from(m32))):
+    m32 = transplant.fcn32s(width=1 / 16)
+    for m in (m32, surgery.fcn16s_from(m32), surgery.fcn8s_from(surgery.fcn16s_from(m32))):
         assert m.channels == {"pool3": 16, "pool4": 32, "pool5": 32, "fc7": 256}, m.variant

@@ -237,8 +237,8 @@ def test_median_frequency_weights_by_hand():
 
 def test_grid_of_a_course_fcn32s_is_read_along_its_paths():
     """fcnlib.models' FCN-32s (VGG16 geometry, narrow, random weights): the same grid as by hand."""
-    models = pytest.importorskip("fcnlib.models")
-    net = models.fcn32s(width=0.125)
+    transplant = pytest.importorskip("fcnlib.transplant")
+    net = transplant.fcn32s(width=0.125)
     grid = S.CellGrid.from_model(net, 64)
     assert (grid.stride, grid.centre, grid.rf) == (32, Fraction(25, 2), 404)
 
@@ -256,9 +256,9 @@ def test_upsampling_matrix_equals_the_transposed_convolution_and_crop():
 def test_above_pool4_on_cached_features_is_the_whole_net():
     """Fig. 5's embedded runs train FCN-32s above pool4 on cached features: the same outputs as the
     whole net, and only conv5 and above can train."""
-    models = pytest.importorskip("fcnlib.models")
+    transplant = pytest.importorskip("fcnlib.transplant")
     torch.manual_seed(0)
-    net = models.fcn32s(width=0.125).eval()
+    net = transplant.fcn32s(width=0.125).eval()
     x = torch.randn(3, 3, 64, 64)
     want = net(x)
     feats = S.pool4_features(net, x, chunk=2)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fcnlib import data, models, pretrain, runtime, staged, train, world
+from fcnlib import data, pretrain, runtime, staged, surgery, train, transplant, world
 
 
 def main(argv=None):
@@ -65,21 +65,21 @@ def main(argv=None):
         return {k: v for k, v in m.items() if k != "per_class_iu"}
 
     def fcn32s():
-        return models.fcn_from_classifier(standin, "32s", data.NUM_CLASSES, models.equivalent_pad(standin),
+        return transplant.fcn_from_classifier(standin, "32s", data.NUM_CLASSES, transplant.equivalent_pad(standin),
                                           source="standin-vgg16")
 
     t0 = time.perf_counter()
     if args.fixed:
         cfg = train.TrainConfig(iters=args.fixed, batch_size=args.batch, lr=args.lr, seed=args.seed * 100, ckpt_every=0,
                                 eval_every=max(1, args.fixed // args.evals))
-        hist = train.train(models.freeze_backbone(fcn32s()), train_xy, cfg, device=device, eval_fn=evaluate,
+        hist = train.train(surgery.freeze_backbone(fcn32s()), train_xy, cfg, device=device, eval_fn=evaluate,
                            desc="FCN-32s-fixed")
         for e in hist.evals:
             print(f"32s-fixed step {e['step']:5d}  {e['time']:7.1f} s  mean IU {100 * e['mean_iu']:5.1f}  "
                   f"pixel acc. {100 * e['pixel_acc']:5.1f}", flush=True)
     model = fcn32s()
-    plan = (("FCN-32s", None, args.lr), ("FCN-16s", models.fcn16s_from, args.lr / args.divisor),
-            ("FCN-8s", models.fcn8s_from, args.lr / args.divisor))
+    plan = (("FCN-32s", None, args.lr), ("FCN-16s", surgery.fcn16s_from, args.lr / args.divisor),
+            ("FCN-8s", surgery.fcn8s_from, args.lr / args.divisor))
     for stage, ((name, upgrade, lr), iters) in enumerate(zip(plan, args.iters), start=1):
         if upgrade is not None:
             model = upgrade(model)

@@ -7,14 +7,14 @@ import functools
 
 import torch
 
-from .. import classifiers, models, upsample
+from .. import classifiers, transplant, upsample
 from ..exercises import expected, function
 
 
 @functools.lru_cache(maxsize=None)
 def _net(variant: str):
     with torch.device("meta"):
-        return getattr(models, "fcn" + variant)()
+        return getattr(transplant, "fcn" + variant)()
 
 
 # 04.score_cells: how many cells does FCN-32s's coarse score map have for a 500×500 image?
@@ -37,7 +37,7 @@ def _pool4_crop():
 @expected("04.equivalent_pad", hint="a k×k fc6 centres its cell (k − 1)/2 pool5 cells (32 px each) to the "
                                     "right of its first input; padding p moves everything p px left. An int.")
 def _equivalent_pad():
-    return models.equivalent_pad(classifiers.vgg16_standin(width=0.125, crop=64))
+    return transplant.equivalent_pad(classifiers.vgg16_standin(width=0.125, crop=64))
 
 
 # 04.lr_schedule: the paper's learning rates for the three stages of FCN-VGG16
