@@ -61,7 +61,7 @@ from torch import nn
 from torchvision.models.googlenet import Inception
 
 import fcnlib
-from fcnlib import claims, data, exercises, paper, tiers, viz
+from fcnlib import claims, data, exercises, paper, rf_check, tiers, viz
 from fcnlib import receptive_field as rf
 
 run = fcnlib.start_run("02_receptive_field", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -381,7 +381,7 @@ assert per_period["fcn32s"] >= per_period["fcn16s"] >= per_period["fcn8s"]
 # pooling, which is where its branches meet).
 
 # %%
-viz.show_source(rf.linear_twin)
+viz.show_source(rf_check.linear_twin)
 
 
 # %%
@@ -419,7 +419,7 @@ big = {"FCN-AlexNet": (nets["FCN-AlexNet"], 380, None), "FCN-32s": (nn.Sequentia
        "FCN-GoogLeNet": (nets["FCN-GoogLeNet"], 960, inception_outputs)}
 to_check = {**small, **{k: big[k] for k in big_checks}}
 t0 = time.perf_counter()
-checks = {name: rf.empirical_check(net, size, nodes=nodes, per_layer=per_layer)
+checks = {name: rf_check.empirical_check(net, size, nodes=nodes, per_layer=per_layer)
           for name, (net, size, nodes) in to_check.items()}
 print(f"({time.perf_counter() - t0:.1f} s)")
 lines = ["| net | input px | layers checked | units checked | theory = gradient support |", "|---|---|---|---|---|"]
@@ -443,8 +443,8 @@ assert all_match, [c for cs in checks.values() for c in cs if not c["match"]][:3
 
 # %%
 maxnet, msize, _ = small["dilated"]
-lin = rf.empirical_check(maxnet, msize, per_layer=3)
-mx = rf.empirical_check(maxnet, msize, per_layer=3, keep_max=True)
+lin = rf_check.empirical_check(maxnet, msize, per_layer=3)
+mx = rf_check.empirical_check(maxnet, msize, per_layer=3, keep_max=True)
 for a, b in zip(lin, mx):
     if a["node"] == lin[-1]["node"]:
         print(f"unit {a['unit']}: field {a['field_px']} px, linear twin's support {a['support_px']} px, "
@@ -466,7 +466,7 @@ course_net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool
                            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
                            nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU(), nn.Conv2d(16, 21, 1))
 geo = {axis: rf.receptive_fields(course_net, scene_size, axis=axis)[-1] for axis in (0, 1)}
-twins = {"linear twin": rf.linear_twin(course_net), "max pooling kept": rf.linear_twin(course_net, keep_max=True)}
+twins = {"linear twin": rf_check.linear_twin(course_net), "max pooling kept": rf_check.linear_twin(course_net, keep_max=True)}
 last = str(len(course_net) - 1)
 print(f"output grid {geo[0].size}×{geo[1].size}, field {geo[0].rf} px, jump {geo[0].jump}, centre of cell 0 at {geo[0].centre}")
 
@@ -475,7 +475,7 @@ def draw(row, col):
     (lo_h, hi_h), (lo_w, hi_w) = geo[0].field(row), geo[1].field(col)
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
     for ax, (name, twin) in zip(axes, twins.items()):
-        mask = rf.gradient_support(twin, last, (row, col), scene.shape[:2], seed=seed).numpy()
+        mask = rf_check.gradient_support(twin, last, (row, col), scene.shape[:2], seed=seed).numpy()
         ax.imshow(scene)
         ax.imshow(np.ma.masked_where(~mask, mask), cmap="autumn", alpha=0.55, vmin=0, vmax=1)
         box = (max(lo_w, 0) - 0.5, max(lo_h, 0) - 0.5)

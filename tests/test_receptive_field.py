@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.models.googlenet import Inception
 
-from fcnlib import paper
+from fcnlib import paper, rf_check
 from fcnlib import receptive_field as rf
 from fcnlib.receptive_field import Crop, GeometryError
 
@@ -214,7 +214,7 @@ def test_sizes_are_pytorchs():
     """The analytic sizes against a real forward pass (of the one-channel twin), floor and ceil."""
     for ceil in (True, False):
         path = fcn_vgg16_paths(ceil=ceil)["upscore8"]
-        twin = rf.linear_twin(nn.Sequential(*path))
+        twin = rf_check.linear_twin(nn.Sequential(*path))
         for n in (1, 26, 37, 64, 100, 127, 250):
             x = torch.zeros(1, 1, n, 30, dtype=torch.float64)
             try:
@@ -240,7 +240,7 @@ def test_misaligned_sizes(variant):
             assert n not in bad
         except GeometryError:
             assert n in bad
-    twin = rf.linear_twin(net)
+    twin = rf_check.linear_twin(net)
     for n in range(40, 72):  # one period of the 32-pixel stride, in real forward passes
         try:
             ok = twin(torch.zeros(1, 1, n, n, dtype=torch.float64)).shape[-2:] == (n, n)
@@ -286,8 +286,8 @@ def test_union_of_shifted_branches_by_hand():
         nn.init.constant_(m.weight, 1.0)
     x = torch.rand(1, 1, 20, 20, dtype=torch.float64, requires_grad=True)
     net(x)[0, 0, 7, 7].backward()
-    assert rf.support_box(x.grad[0, 0] != 0) == ((7, 10), (7, 10))
-    assert all(r["match"] for r in rf.empirical_check(Skewed(), 20))
+    assert rf_check.support_box(x.grad[0, 0] != 0) == ((7, 10), (7, 10))
+    assert all(r["match"] for r in rf_check.empirical_check(Skewed(), 20))
 
 
 def test_inception_like_cat():
@@ -295,7 +295,7 @@ def test_inception_like_cat():
     cat = [r for r in rows if r.op == "cat"][0]
     assert (cat.rf, cat.centre, cat.aligned) == (5, 0, True)
     assert (rows[-1].rf, rows[-1].jump, rows[-1].size) == (7, 2, 15)
-    checks = rf.empirical_check(InceptionLike(), 32)
+    checks = rf_check.empirical_check(InceptionLike(), 32)
     assert checks and all(c["match"] for c in checks)
 
 
@@ -305,7 +305,7 @@ def test_empirical_dilation():
                         nn.MaxPool2d(2, 2), nn.Conv2d(4, 1, 3, dilation=2))
     rows = rf.receptive_fields(net, 40)
     assert [r.rf for r in rows if r.op != "ReLU"] == [1, 5, 11, 12, 20]
-    checks = rf.empirical_check(net, 40)
+    checks = rf_check.empirical_check(net, 40)
     assert len({c["node"] for c in checks}) == 4 and all(c["match"] for c in checks)
     first = [c for c in checks if c["node"] == "0"]
     assert all(c["support_px"] == 9 < c["field_px"] == 25 for c in first)  # dilation leaves holes
@@ -318,7 +318,7 @@ def test_empirical_transposed_periodic():
                         nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1))
     rows = rf.receptive_fields(net, 64)
     assert rows[-1].jump == Fraction(1, 1) and rows[-1].rf_min < rows[-1].rf
-    checks = rf.empirical_check(net, 64, per_layer=6)
+    checks = rf_check.empirical_check(net, 64, per_layer=6)
     ups = [c for c in checks if c["op"] == "ConvTranspose2d"]
     assert len({c["unit"] for c in ups}) >= 10 and all(c["match"] for c in checks)
     assert len({c["field_px"] for c in ups}) > 1
@@ -329,7 +329,7 @@ def test_empirical_big_nets(name):
     net, size = {"alexnet": (fcn_alexnet, 380), "vgg16": (fcn_vgg16, 420), "fcn8s": (FCNGeometry, 480),
                  "googlenet": (lambda: googlenet_features(caffe=True)[:9], 360)}[name]
     net = net()
-    checks = rf.empirical_check(net, size, per_layer=2)
+    checks = rf_check.empirical_check(net, size, per_layer=2)
     layers = {c["node"] for c in checks}
     assert len(layers) >= 8 and all(c["match"] for c in checks), [c for c in checks if not c["match"]][:2]
 
@@ -337,8 +337,8 @@ def test_empirical_big_nets(name):
 def test_max_pooling_shrinks_the_support():
     net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2, 2), nn.Conv2d(1, 1, 3), nn.MaxPool2d(2, 2),
                         nn.Conv2d(1, 1, 3))
-    lin = rf.empirical_check(net, 40)
-    mx = rf.empirical_check(net, 40, keep_max=True)
+    lin = rf_check.empirical_check(net, 40)
+    mx = rf_check.empirical_check(net, 40, keep_max=True)
     assert all(c["match"] for c in lin) and all(c["inside"] for c in mx)
     assert all(c["support_px"] < c["field_px"] for c in mx if c["op"] == "Conv2d" and c["node"] != "0")
 
@@ -379,7 +379,7 @@ def test_conv_subclasses_keep_their_geometry():
     last = rf.receptive_fields(net, 32)[-1]  # 3 + (5 − 1)·1; centre 1 + (2 − 1)·1; (30 + 2 − 5) // 2 + 1
     assert (last.rf, last.jump, last.centre, last.size) == (7, 2, 2, 14)
     assert net(torch.zeros(1, 1, 32, 32)).shape[-2:] == (14, 14)
-    assert all(c["match"] for c in rf.empirical_check(net, 32))
+    assert all(c["match"] for c in rf_check.empirical_check(net, 32))
 
 
 class _Interp(nn.Module):
