@@ -84,16 +84,7 @@ def macs(model, x) -> int:
 
 
 def best_time(fn, device, reps, warmup=1) -> float:
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        runtime.sync(device)
-        t0 = time.perf_counter()
-        fn()
-        runtime.sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return runtime.best_time(fn, device, reps, warmup)
 
 
 def gemm_rates(device, dtype, n=4096, reps=5) -> dict:

@@ -31,11 +31,12 @@ GEOMETRIES = ("torchvision", "caffe")
 GEMMS = ("auto", "default", "onednn")
 
 
-def flops(model: nn.Module, shape) -> int:
+def flops(model: nn.Module, shape, per_module: bool = False):
     """Forward FLOPs (a multiply-add counts 2) of ``model`` on an input of ``shape``, counted on the
-    meta device with torch.utils.flop_counter (nothing is computed)."""
+    meta device with torch.utils.flop_counter (nothing is computed); ``per_module``: by submodule
+    name (:func:`fcnlib.runtime.flop_count`)."""
     meta = copy.deepcopy(model).to("meta")
-    return runtime.flop_count(meta, torch.empty(shape, device="meta"))
+    return runtime.flop_count(meta, torch.empty(shape, device="meta"), per_module=per_module)
 
 
 def caffe_geometry(classifier: nn.Module) -> nn.Module:

@@ -316,13 +316,36 @@ def versions() -> dict:
 
 
 # ---------------------------------------------------------------------------- cost
-def flop_count(fn, *args) -> int:
+def flop_count(fn, *args, per_module: bool = False):
     """Forward FLOPs of ``fn(*args)`` by torch.utils.flop_counter (a multiply-add counts 2;
-    convolutions and matrix products only: pooling, padding and the interlace are not counted)."""
+    convolutions and matrix products only: pooling, padding and the interlace are not counted).
+    The course's one FLOP counter. ``per_module``: ``{module name: FLOPs}`` for every submodule of
+    ``fn`` (an ``nn.Module``) that computed any, names as ``named_modules`` gives them."""
     from torch.utils.flop_counter import FlopCounterMode
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn(*args)
-    return counter.get_total_flops()
+    if not per_module:
+        return counter.get_total_flops()
+    counts, root = counter.get_flop_counts(), type(fn).__name__
+    return {name: sum(counts[f"{root}.{name}"].values()) for name, _ in fn.named_modules()
+            if name and f"{root}.{name}" in counts}
+
+
+def best_time(fn, device: torch.device, reps: int = 3, warmup: int = 0) -> float:
+    """Best wall time (s) of ``reps`` calls of the zero-argument ``fn`` after ``warmup`` untimed ones,
+    ``runtime.sync`` before each clock reading (autograd as the caller has it: training steps time
+    their backward too). The minimum, not the median: what the machine can do when nothing else
+    interferes; :func:`median_times` compares several methods interleaved."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def median_times(fns: dict, device: torch.device, reps: int = 5, warmup: int = 1, grad: bool = False) -> dict:

@@ -52,7 +52,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
 
 import fcnlib
 from fcnlib import convolutionalize as cv
@@ -468,7 +467,8 @@ for cid, x, paper_x in (("s3.1.forward_speed", sp["forward_single"], ps["forward
 
 
 # %% [markdown]
-# **Why this ratio? Count the FLOPs.** `torch.utils.flop_counter.FlopCounterMode` counts every
+# **Why this ratio? Count the FLOPs.** `torch.utils.flop_counter.FlopCounterMode` (through
+# `efficiency.flops`, the course's one FLOP counter) counts every
 # convolution and matrix product (a multiply-add is 2 FLOPs). The convolutional layers are where the
 # windows overlap: a 224-px window at stride 32 shares most of its pixels with its neighbours, and the
 # dense pass computes each shared feature once. The fully connected layers do the *same* work in both
@@ -478,16 +478,12 @@ for cid, x, paper_x in (("s3.1.forward_speed", sp["forward_single"], ps["forward
 
 # %%
 def layer_flops(model, shape):
-    meta = copy.deepcopy(model).to("meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        meta(torch.empty(shape, device="meta"))
-    convs = [n for n, m in meta.named_modules() if isinstance(m, torch.nn.Conv2d)]
-    fcs = [n for n, m in meta.named_modules() if isinstance(m, torch.nn.Linear) or n.startswith("fc")]
-    counts = fc.get_flop_counts()
-    root = type(meta).__name__
+    per_module = efficiency.flops(model, shape, per_module=True)      # {module name: FLOPs}
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    fcs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) or n.startswith("fc")]
     named = [(f"conv{i + 1}", n) for i, n in enumerate(c for c in convs if not c.startswith("fc"))]
     named += [(f"fc{i + 6}", n) for i, n in enumerate(fcs)]
-    return {k: sum(counts[f"{root}.{n}"].values()) for k, n in named}
+    return {k: per_module.get(n, 0) for k, n in named}
 
 
 fd = layer_flops(dense, (1, 3, bench_size, bench_size))

@@ -51,7 +51,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import fcnlib
-from fcnlib import claims, data, exercises, metrics, models, paper, staged, surgery, tiers, transplant, upper_bound, viz, world
+from fcnlib import (claims, data, exercises, metrics, models, paper, runtime, staged, surgery, tiers, transplant,
+                    upper_bound, viz, world)
 from fcnlib.train import TrainConfig
 
 run = fcnlib.start_run("04_skip_fusion", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -195,13 +196,8 @@ def step_cost(model, reps):
     X, Y = world.scenes("train", 4, size=size if tier != "paper" else 64).tensors()
     model = model.to(dev).train()
     X, Y = X.to(dev), Y.to(dev)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(X), Y, ignore_index=255)
-        loss.backward()
-        best = min(best, time.perf_counter() - t0)
-    return best / len(X)
+    step = lambda: torch.nn.functional.cross_entropy(model(X), Y, ignore_index=data.VOID).backward()  # noqa: E731
+    return runtime.best_time(step, dev, reps) / len(X)
 
 
 reps = tiers.pick(tier, smoke=1, embedded=3)

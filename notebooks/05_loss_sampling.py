@@ -122,12 +122,7 @@ print(f"a {size}-px image is owned by {cells_hw[0]}×{cells_hw[1]} cells, "
       f"rows/columns of {owned} px each")
 def step_time(net, reps=2):
     """Best wall time of one forward + backward over two images."""
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        train.pixel_loss(net(X[:2]), Y[:2]).backward()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return runtime.best_time(lambda: train.pixel_loss(net(X[:2]), Y[:2]).backward(), run.device, reps)
 
 pad_cost = step_time(fcn100) / step_time(copy.deepcopy(base))
 print(f"a training step costs {pad_cost:.1f}× more with conv1 padded by 100 than by {pad}")
@@ -527,14 +522,7 @@ run.savefig(fig, "patch_windows")
 
 # %%
 def best_time(fn, reps):
-    best = float("inf")
-    for _ in range(reps):
-        runtime.sync(run.device)
-        t0 = time.perf_counter()
-        fn()
-        runtime.sync(run.device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return runtime.best_time(fn, run.device, reps)
 
 net = runtime.prepare_model(copy.deepcopy(base), run.device)
 xb, yb = X[:batch].to(run.device), Y[:batch].to(run.device)

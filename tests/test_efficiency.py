@@ -63,6 +63,28 @@ def test_flops_and_grids_agree_with_a_count_by_hand(geometry, patch, grid):
     assert ratio == pytest.approx({"torchvision": 7.08, "caffe": 7.70}[geometry], abs=0.01)
 
 
+def test_flops_per_module_are_each_layers_count_by_hand():
+    """The per-module breakdown (notebook 01's bar chart) sums, layer by layer, to the hand count."""
+    clf = _alexnet()
+    per = ef.flops(clf, (1, 3, 224, 224), per_module=True)
+    for name, m in clf.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            sub = nn.Sequential(*[mm for n, mm in clf.features.named_children() if int(n) <= int(name.split(".")[1])]) \
+                if name.startswith("features.") else None
+            if sub is not None:   # this conv's FLOPs: the features up to it minus those before it
+                before = nn.Sequential(*[mm for n, mm in clf.features.named_children() if int(n) < int(name.split(".")[1])])
+                assert per[name] == _hand_flops(sub, 224)[0] - _hand_flops(before, 224)[0], name
+            else:
+                assert per[name] == 2 * m.in_features * m.out_features, name
+    assert sum(v for n, v in per.items() if n.count(".") == 1) == ef.flops(clf, (1, 3, 224, 224))
+
+
+def test_best_time_calls_the_function_as_asked():
+    calls = []
+    t = runtime.best_time(lambda: calls.append(1), torch.device("cpu"), reps=4, warmup=2)
+    assert len(calls) == 6 and 0 <= t < float("inf")
+
+
 def test_caffe_geometry_is_the_papers_grid_and_leaves_the_original_alone():
     m = _alexnet()
     c = ef.caffe_geometry(m)
