@@ -279,10 +279,11 @@ run.claim("fig2.heatmap", ours=f"peak cell on the object and naming its class fo
 
 # %% [markdown]
 # Read the misses as you would an ImageNet classifier's on a VOC photo: the stand-in knows 28 object
-# classes the scenes never contain, and a disk half hidden behind another object *is* a crescent to
-# it, dots seen through clutter a grid. Among the scenes' own 21 classes — the question an FCN asks,
-# once its classifier layer is replaced (§4.1) — it names more of them. How the rate grows with the
-# stand-in's pretraining is measured by `tools/frontier_heatmap.py` (the README quotes its table).
+# classes the scenes never contain, and its pretraining crops paint other objects *behind* the one
+# it names, never in front — so a disk half hidden behind another object *is* a crescent to it, dots
+# seen through clutter a grid. Among the scenes' own 21 classes — the question an FCN asks, once its
+# classifier layer is replaced (§4.1) — it names more of them. How the rate grows with the stand-in's
+# pretraining is measured by `tools/frontier_heatmap.py` (the README quotes its table).
 
 # %% [markdown]
 # ## 4. Every cell is the classifier on its window — precisely

@@ -63,10 +63,10 @@ run = fcnlib.start_run("03_dense_prediction", tier=tier, device=device, seed=see
 size = tiers.pick(tier, smoke=64, embedded=world.SIZE)  # px: the embedded world's scenes
 n_train = tiers.pick(tier, smoke=16, embedded=1000)     # of the world's train scenes (as notebook 05)
 n_val = tiers.pick(tier, smoke=4, embedded=48)
-n_stitch = tiers.pick(tier, smoke=2, embedded=12)       # of them, also scored by shift-and-stitch itself
-iters = tiers.pick(tier, smoke=(3, 1), embedded=(2000, 300))  # SGD steps at the recipe's rate, then at a tenth
-finetune_iters = tiers.pick(tier, smoke=2, embedded=45)  # per arm of the fixed/learned ablation
-reps = tiers.pick(tier, smoke=1, embedded=3)             # timing repetitions (median)
+n_stitch = tiers.pick(tier, smoke=2, embedded=8)       # of them, also scored by shift-and-stitch itself
+iters = tiers.pick(tier, smoke=(3, 1), embedded=(1500, 225))  # SGD steps at the recipe's rate, then at a tenth
+finetune_iters = tiers.pick(tier, smoke=2, embedded=30)  # per arm of the fixed/learned ablation
+reps = tiers.pick(tier, smoke=1, embedded=2)             # timing repetitions (median)
 n_time = 1                                               # images per timed batch
 FACTORS = (2, 4, 8)                                      # strides left to stitch (the rest rarefied)
 STITCH_F = 4                                             # the one used for pictures and quality
@@ -333,25 +333,30 @@ run.savefig(fig, "three_ways")
 # layer and of the rarefied one differ, near the border).
 
 # %%
-def mean_iu(fn, batch=8):
-    cm = metrics.ConfusionMatrix(data.NUM_CLASSES, device=dev)
+def labels(fn, n=None, batch=8):
+    """The class each pixel gets from ``fn`` on the first ``n`` val scenes (all by default): (n, H, W)."""
+    n = len(Xv) if n is None else n
     with torch.no_grad():
-        for i in range(0, len(Xv), batch):
-            cm.update(fn(Xv[i:i + batch].to(dev)).float(), Yv[i:i + batch].to(dev))
-    return cm.compute()
+        return torch.cat([fn(Xv[i:min(i + batch, n)].to(dev)).argmax(1) for i in range(0, n, batch)])
 
 
-quality = {f"deconv_f{geo.stride}": mean_iu(lambda x: predict("deconv", x, geo.stride)),
-           "rarefied": mean_iu(lambda x: predict("rarefied", x))}
+def scores(pred):
+    return metrics.ConfusionMatrix(data.NUM_CLASSES, device=dev).update(pred, Yv[:len(pred)].to(dev)).compute()
+
+
+def mean_iu(fn):
+    return scores(labels(fn))
+
+
+dense = labels(lambda x: predict("rarefied", x))                    # (n_val, H, W), kept for the check below
+quality = {f"deconv_f{geo.stride}": mean_iu(lambda x: predict("deconv", x, geo.stride)), "rarefied": scores(dense)}
 for f in FACTORS:
     quality[f"deconv_f{f}"] = mean_iu(lambda x: predict("deconv", x, f))
 for k, v in quality.items():
     print(f"{k:11s} mean IU {v['mean_iu']:.3f}   pixel acc. {v['pixel_acc']:.3f}   ({n_val} scenes)")
-with torch.no_grad():
-    sub = {k: predict(k, Xv[:n_stitch].to(dev)).argmax(1) for k in ("stitch", "rarefied")}  # (n, H, W)
+sub = {"stitch": labels(lambda x: predict("stitch", x), n_stitch), "rarefied": dense[:n_stitch]}
 same = (sub["stitch"] == sub["rarefied"]).float().mean().item()
-on_subset = {k: metrics.ConfusionMatrix(data.NUM_CLASSES, device=dev).update(p, Yv[:n_stitch].to(dev)).compute()["mean_iu"]
-             for k, p in sub.items()}
+on_subset = {k: scores(p)["mean_iu"] for k, p in sub.items()}
 print(f"on the first {n_stitch} scenes: shift-and-stitch mean IU {on_subset['stitch']:.3f}, rarefied "
       f"{on_subset['rarefied']:.3f}; their labels agree on {same:.2%} of the pixels")
 run.record(mean_iu={k: v["mean_iu"] for k, v in quality.items()},
