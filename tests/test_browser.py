@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fcnlib import edition, paths, reproduce
+from fcnlib import edition, reproduce
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("FCN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
