@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import paths
-from .data import normalize
+from .data import MEAN, STD, normalize
 from .tiers import MissingAssetError
 
 NUM_CLASSES = 21
@@ -147,3 +147,25 @@ class VOCSegmentation(Dataset):
             raise ValueError(f"{self.ids[i]}: image {tuple(image.shape[1:])} and label "
                              f"{tuple(label.shape)} sizes differ")
         return normalize(image), label.long()
+
+
+# ---------------------------------------------------------------------- tensors for the paper tier
+def padded_tensors(dataset, size: int, ignore_index: int = 255):
+    """Images and labels of a dataset whose samples differ in size (VOC), zero-/void-padded (and
+    cropped) to ``size``×``size`` at the bottom/right: (N, 3, S, S) float, (N, S, S) int64."""
+    X = torch.zeros(len(dataset), 3, size, size)
+    Y = torch.full((len(dataset), size, size), ignore_index, dtype=torch.int64)
+    for i in range(len(dataset)):
+        x, y = dataset[i]
+        h, w = min(size, y.shape[0]), min(size, y.shape[1])
+        X[i, :, :h, :w], Y[i, :h, :w] = x[:, :h, :w], y[:h, :w]
+    return X, Y
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def to_imagenet(x: torch.Tensor) -> torch.Tensor:
+    """Course-normalized images (fcnlib.data.normalize) → torchvision's ImageNet normalization."""
+    c = lambda v: torch.tensor(v, device=x.device).view(3, 1, 1)  # noqa: E731
+    return (x * c(STD) + c(MEAN) - c(IMAGENET_MEAN)) / c(IMAGENET_STD)

@@ -165,7 +165,7 @@ run.record(crop_offsets={"reference_vgg16": ours_ref, "ours": standin_crops, "co
 # modules (`describe()`, `backbone_stages()`):
 
 # %%
-fig3 = staged.draw_architecture({"FCN-32s": fcn32s_init, "FCN-16s": fcn16s_init, "FCN-8s": fcn8s_init},
+fig3 = viz.draw_architecture({"FCN-32s": fcn32s_init, "FCN-16s": fcn16s_init, "FCN-8s": fcn8s_init},
                                  title=f"Fig. 3 from the modules (stand-in VGG16, conv1 padded by {pad})")
 run.savefig(fig3, "fig3_architectures")
 
@@ -245,10 +245,10 @@ if tier == "paper":
     from fcnlib import voc
     tiers.require(voc.expected_paths(images=True), how=voc.HOW)
     train_ids = (voc.default_root() / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
-    train_xy = staged.padded_tensors(voc.VOCSegmentation(ids=train_ids), size)
-    val_xy = staged.padded_tensors(voc.VOCSegmentation(split="seg11valid"), size)
-    train_xy = (staged.to_imagenet(train_xy[0]), train_xy[1])
-    val_xy = (staged.to_imagenet(val_xy[0]), val_xy[1])
+    train_xy = voc.padded_tensors(voc.VOCSegmentation(ids=train_ids), size)
+    val_xy = voc.padded_tensors(voc.VOCSegmentation(split="seg11valid"), size)
+    train_xy = (voc.to_imagenet(train_xy[0]), train_xy[1])
+    val_xy = (voc.to_imagenet(val_xy[0]), val_xy[1])
 else:
     train_xy = world.scenes("train", n_train, size=size).tensors()   # the same data for every seed
     val_xy = world.scenes("val", n_val, size=size).tensors()
@@ -340,8 +340,8 @@ run.claim("s4.2.start", ours=f"fused stride-16 map = FCN-32s's upsampled coarse 
 
 # %%
 fig, ax = plt.subplots(figsize=(9.5, 3.2))
-staged.plot_curves({k: results[k] for k in ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s")}, ax)
-staged.plot_curves({k: results[k] for k in ("pool4_only", "fcn32s_lower_lr")}, ax)
+viz.plot_curves({k: results[k] for k in ("fcn32s_fixed", "fcn32s", "fcn16s", "fcn8s")}, ax)
+viz.plot_curves({k: results[k] for k in ("pool4_only", "fcn32s_lower_lr")}, ax)
 ax.set_title("training loss: FCN-32s, then FCN-16s from it, then FCN-8s; the two controls branch off FCN-32s")
 run.savefig(fig, "training_curves")
 
@@ -538,7 +538,7 @@ def draw_maps(image=0, net="FCN-8s", stage="score_fr"):
         maps = model.maps(x)
     geo = model.map_geometry()
     stride, centre = geo[stage]
-    shown = staged.map_on_image(maps[stage][0].float().cpu(), stride, centre, x.shape[-2:]).argmax(0)
+    shown = viz.map_on_image(maps[stage][0].float().cpu(), stride, centre, x.shape[-2:]).argmax(0)
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))
     for ax, im, t in zip(axes, [viz.image_np(val_xy[0][image]), viz.colorize(val_xy[1][image]), viz.colorize(shown)],
                          ["image", "ground truth", f"{net}: {stage} (stride {float(stride):g})"]):

@@ -303,8 +303,8 @@ def test_maps_and_their_geometry(standin):
     for k in ("score_fr", "fuse_pool4", "fuse_pool3"):             # every fused map: same centre as its branches
         s, c = geo[k]
         assert maps[k].shape[-1] * s + c >= 63 and c <= 0          # and it covers the image
-    from fcnlib import staged
-    on_image = staged.map_on_image(maps["score_fr"][0], *geo["score_fr"], (64, 64))
+    from fcnlib import viz
+    on_image = viz.map_on_image(maps["score_fr"][0], *geo["score_fr"], (64, 64))
     assert on_image.shape == (K, 64, 64)
 
 
