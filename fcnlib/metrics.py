@@ -14,10 +14,17 @@ Absent classes: a class with no pixel in the ground truth *and* none predicted h
 Like the reference implementation (NumPy's nanmean), we leave it out of the means ("nan" policy).
 A class absent from the ground truth but predicted somewhere has IU 0 and counts. SIFT Flow's rule
 (``present_only=True``) averages only over classes present in the ground truth.
+
+Also here: :func:`check_labels` (the label check every metric and bound uses), :func:`boundary_band`
+and :func:`band_scores` — the same metrics restricted to pixels within w of a label boundary (the
+"trimap" evaluation notebooks 04 and 06 use to show what mean IU over the whole image hides).
 """
 from __future__ import annotations
 
+import operator
+
 import torch
+import torch.nn.functional as F
 
 from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 
@@ -182,3 +189,72 @@ def objects_right(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = 
             objects += 1
             right += int(votes.argmax().item() == c)
     return {"objects": objects, "right": right, "share": right / objects if objects else float("nan")}
+
+
+# ---------------------------------------------------------------------- label checks and boundary bands
+def check_factor(factor, what: str = "the downsampling factor") -> int:
+    """``factor`` as an int ≥ 1, or a ValueError (floats, bools and strings are refused)."""
+    try:
+        if isinstance(factor, bool):
+            raise TypeError
+        f = operator.index(factor)
+    except TypeError:
+        raise ValueError(f"{what} must be a positive integer, got {factor!r} "
+                         f"({type(factor).__name__})") from None
+    if f < 1:
+        raise ValueError(f"{what} must be a positive integer, got {f}")
+    return f
+
+
+def check_labels(labels, num_classes: int, ignore_index: int = VOID) -> torch.Tensor:
+    """Labels as an int64 tensor (N, H, W): integer values in 0..num_classes-1 or ``ignore_index``."""
+    lab = torch.as_tensor(labels)
+    if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+        raise TypeError(f"label maps hold integer class indices, got dtype {lab.dtype}")
+    if lab.dim() == 2:
+        lab = lab[None]
+    if lab.dim() != 3:
+        raise ValueError(f"a label map is (H, W) or a batch (N, H, W), got shape {tuple(lab.shape)}")
+    lab = lab.long()
+    bad = (lab != ignore_index) & ((lab < 0) | (lab >= num_classes))
+    if bad.any():
+        values = torch.unique(lab[bad]).tolist()[:10]
+        raise ValueError(f"label values {values} are outside the classes 0..{num_classes - 1} and are "
+                         f"not void ({ignore_index}): is num_classes right? A VOC PNG must be read as "
+                         "palette indices (np.array(Image.open(p)) on mode 'P'), not converted to RGB")
+    return lab
+
+
+def boundary_band(labels, width: int, ignore_index: int = VOID) -> torch.Tensor:
+    """Pixels within ``width`` (Chebyshev distance) of a label change, void counted as a label.
+
+    bool (N, H, W). VOC outlines objects with void, so its band hugs the void outline.
+    """
+    w = check_factor(width, "the band width")
+    lab = torch.as_tensor(labels)
+    lab = (lab[None] if lab.dim() == 2 else lab).float()[:, None]  # (N, 1, H, W)
+
+    def pool(x):  # a (2w+1)² max filter, as a row pass then a column pass
+        x = F.max_pool2d(x, (1, 2 * w + 1), stride=1, padding=(0, w))
+        return F.max_pool2d(x, (2 * w + 1, 1), stride=1, padding=(w, 0))
+
+    return (pool(lab) != -pool(-lab))[:, 0]
+
+
+def band_confusion(pred, target, width: int | None, num_classes: int = 21,
+                   ignore_index: int = VOID) -> torch.Tensor:
+    """Confusion matrix of ``pred`` against ``target``, counting only the boundary band (None: all)."""
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} and label shape {tuple(target.shape)} "
+                         "differ")
+    target = check_labels(target, num_classes, ignore_index)
+    pred = pred.reshape(target.shape).long()
+    if width is not None:
+        target = torch.where(boundary_band(target, width), target, ignore_index)
+    return confusion(pred, target, num_classes, ignore_index)
+
+
+def band_scores(pred, target, width: int, num_classes: int = 21, ignore_index: int = VOID) -> dict:
+    """The four metrics restricted to pixels within ``width`` of a label boundary."""
+    return scores(band_confusion(pred, target, width, num_classes, ignore_index))

@@ -52,7 +52,7 @@ import torch
 
 import fcnlib
 from fcnlib import (claims, data, exercises, metrics, models, paper, runtime, staged, surgery, tiers, transplant,
-                    upper_bound, viz, world)
+                    viz, world)
 from fcnlib.train import TrainConfig
 
 run = fcnlib.start_run("04_skip_fusion", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -448,7 +448,7 @@ run.claim("s4.2.lower_lr", ours=f"{claims.fmt(gain_lr)} mean IU over FCN-32s (th
 # ## 6. Fig. 4: the outputs, and accuracy near boundaries
 #
 # The same validation images through the three nets. Then the four metrics restricted to a band of
-# w pixels around the ground truth's boundaries (`upper_bound.band_scores`, the "trimap" evaluation):
+# w pixels around the ground truth's boundaries (`metrics.band_scores`, the "trimap" evaluation):
 # where the fine layers should matter most.
 
 # %%
@@ -490,9 +490,9 @@ widths = (1, 2, 4, 8)
 band_s, whole_s = {}, {}
 for rs in seeds:
     p_s = {k: predict(by_seed[rs][key].model, val_xy[0]) for k, key in (("FCN-32s", "fcn32s"), ("FCN-8s", "fcn8s"))}
-    band_s[rs] = {k: {w: 100 * upper_bound.band_scores(p, val_xy[1], w, data.NUM_CLASSES)["mean_iu"] for w in widths}
+    band_s[rs] = {k: {w: 100 * metrics.band_scores(p, val_xy[1], w, data.NUM_CLASSES)["mean_iu"] for w in widths}
                   for k, p in p_s.items()}
-band = {k: {w: 100 * upper_bound.band_scores(p, val_xy[1], w, data.NUM_CLASSES)["mean_iu"] for w in widths}
+band = {k: {w: 100 * metrics.band_scores(p, val_xy[1], w, data.NUM_CLASSES)["mean_iu"] for w in widths}
         for k, p in preds.items()}
 fig, ax = plt.subplots(figsize=(5, 3))
 for k, v in band.items():

@@ -403,7 +403,7 @@ if tier != "smoke":
 # Mean IU stays high long after the boundaries are gone.
 
 # %%
-viz.show_source(ub.boundary_band)
+viz.show_source(metrics.boundary_band)
 
 # %%
 band = {f: d[f]["band"]["mean_iu"] for f in factors}
@@ -425,7 +425,7 @@ axes[0].plot(factors, [paper_bound[f] for f in factors], "k*:", label="paper's b
 axes[0].set_xscale("log", base=2); axes[0].set_xticks(factors, [str(f) for f in factors]); axes[0].invert_xaxis()
 axes[0].set_xlabel("f"); axes[0].set_ylabel("%"); axes[0].legend(fontsize=7)
 axes[0].set_title(f"embedded scenes, {ub.DEFAULT_METHOD}", fontsize=9)
-ring = ub.boundary_band(voc_label, band_width)[0]
+ring = metrics.boundary_band(voc_label, band_width)[0]
 shown = viz.colorize(voc_label).copy()
 shown[ring.numpy()] = (255, 255, 0)
 axes[1].imshow(shown); axes[1].axis("off")
@@ -444,7 +444,7 @@ run.savefig(fig, "band_vs_mean_iu")
 def draw(factor=32, method=ub.DEFAULT_METHOD):
     pred = ub.degrade(voc_label, factor, method)[0]
     s = metrics.scores(metrics.confusion(pred, voc_label, C))
-    b = ub.band_scores(pred, voc_label, band_width)
+    b = metrics.band_scores(pred, voc_label, band_width)
     wrong = (pred != voc_label.long()) & (voc_label != 255)
     fig, axes = plt.subplots(1, 3, figsize=(8, 3.9))
     axes[0].imshow(viz.colorize(voc_label)); axes[0].set_title("truth", fontsize=9)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from fcnlib import metrics as M
 from fcnlib import upper_bound as ub
 from fcnlib.metrics import confusion, scores
 
@@ -202,11 +203,11 @@ def test_cuda_matches_cpu(method):
 # ------------------------------------------------------------------ the boundary band
 def test_boundary_band_hand_case():
     lab = torch.tensor([[0, 0, 0, 1, 1, 1]])
-    assert ub.boundary_band(lab, 1)[0].tolist() == [[False, False, True, True, False, False]]
-    assert ub.boundary_band(lab, 2)[0].tolist() == [[False, True, True, True, True, False]]
+    assert M.boundary_band(lab, 1)[0].tolist() == [[False, False, True, True, False, False]]
+    assert M.boundary_band(lab, 2)[0].tolist() == [[False, True, True, True, True, False]]
     sq = torch.zeros(7, 7, dtype=torch.long)
     sq[3, 3] = VOID  # void counts as a label: its 3×3 neighbourhood is band
-    band = ub.boundary_band(sq, 1)[0]
+    band = M.boundary_band(sq, 1)[0]
     assert band.sum() == 9 and band[2:5, 2:5].all()
 
 
@@ -218,7 +219,7 @@ def test_boundary_band_matches_loops():
             for x in range(9):
                 win = lab[max(0, y - w):y + w + 1, max(0, x - w):x + w + 1]
                 want[y, x] = win.min() != win.max()
-        np.testing.assert_array_equal(ub.boundary_band(torch.from_numpy(lab), w)[0].numpy(), want)
+        np.testing.assert_array_equal(M.boundary_band(torch.from_numpy(lab), w)[0].numpy(), want)
 
 
 def test_band_scores_see_what_mean_iu_hides():
@@ -227,13 +228,13 @@ def test_band_scores_see_what_mean_iu_hides():
     pred = lab.clone()
     pred[19:81, 19:81] = 1  # one pixel too big all around: tiny for mean IU, large near boundaries
     full = scores(confusion(pred, lab, 2))
-    band = ub.band_scores(pred, lab, 2, num_classes=2)
+    band = M.band_scores(pred, lab, 2, num_classes=2)
     assert full["mean_iu"] > 0.9
     assert band["mean_iu"] < full["mean_iu"] - 0.2
-    assert ub.band_scores(lab, lab, 2, num_classes=2)["mean_iu"] == 1.0
+    assert M.band_scores(lab, lab, 2, num_classes=2)["mean_iu"] == 1.0
     far = lab.clone()
     far[0, 0] = 1  # an error far from every boundary does not count in the band
-    assert ub.band_scores(far, lab, 2, num_classes=2)["mean_iu"] == 1.0
+    assert M.band_scores(far, lab, 2, num_classes=2)["mean_iu"] == 1.0
 
 
 def test_upper_bound_band_width():
@@ -241,7 +242,7 @@ def test_upper_bound_band_width():
     r = ub.upper_bound(lab, factors=(4, 8), method="area", band_width=2)
     for f in (4, 8):
         pred = ub.degrade(lab, f, "area")
-        want = ub.band_scores(pred, lab[None], 2)
+        want = M.band_scores(pred, lab[None], 2)
         assert r[f]["band"]["mean_iu"] == pytest.approx(want["mean_iu"])
 
 
@@ -271,9 +272,9 @@ def test_bad_shapes_and_dtypes():
     with pytest.raises(TypeError, match="integer class indices"):
         ub.degrade(torch.zeros(8, 8), 2)
     with pytest.raises(ValueError, match="shape"):
-        ub.band_scores(torch.zeros(8, 8, dtype=torch.long), torch.zeros(8, 9, dtype=torch.long), 1)
+        M.band_scores(torch.zeros(8, 8, dtype=torch.long), torch.zeros(8, 9, dtype=torch.long), 1)
     with pytest.raises(ValueError, match="shape"):
-        ub.band_confusion(torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(8, 8, dtype=torch.long),
+        M.band_confusion(torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(8, 8, dtype=torch.long),
                           None)
 
 
@@ -292,7 +293,7 @@ def test_bad_factors(factor):
 def test_bad_band_width(width):
     lab = torch.zeros(8, 8, dtype=torch.long)
     with pytest.raises(ValueError, match="band width must be a positive integer"):
-        ub.boundary_band(lab, width)
+        M.boundary_band(lab, width)
     with pytest.raises(ValueError, match="band width must be a positive integer"):
         ub.upper_bound(lab, factors=(2,), band_width=width)
 
