@@ -31,7 +31,7 @@ PRETRAIN_SHAPES = SHAPES + ("ellipse", "star", "crescent")
 PRETRAIN_TEXTURES = TEXTURES + ("grid", "rings")
 PRETRAIN_CLASSES = CLASSES + tuple(f"{s}-{t}" for s in PRETRAIN_SHAPES for t in PRETRAIN_TEXTURES
                                    if f"{s}-{t}" not in CLASSES)
-VOID = 255  # the label of void pixels (VOC's outlines): ignored by the loss and the metrics; defined here only
+VOID = 255  # void pixels (VOC's outlines), ignored by the loss and the metrics: the one definition
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
 

@@ -33,14 +33,15 @@ def peak_hits(P: torch.Tensor, Y: torch.Tensor, stride: int, crop: int, scene_cl
     rows, cols = cell_boxes(h, w, stride, crop, tuple(Y.shape[-2:]))
     out = []
     for n in range(N):
-        for c in [c for c in Y[n].unique().tolist() if c not in (0, VOID)]:
+        present = Y[n].unique().tolist()
+        for c in [c for c in present if c not in (0, VOID)]:
             mask = Y[n] == c                                       # (H, W)
             cover = torch.tensor([[bool(mask[r, q].any()) for q in cols] for r in rows])  # (h, w)
             k = int(P[n, c].argmax())
             i, j = divmod(k, w)
             out.append({"scene": n, "cls": c, "on": bool(cover[i, j]), "top": int(P[n, :, i, j].argmax()),
                         "top_scene": int(P[n, :scene_classes, i, j].argmax()),
-                        "chance": float(cover.float().mean()), "present": Y[n].unique().tolist()})
+                        "chance": float(cover.float().mean()), "present": present})
     return out
 
 

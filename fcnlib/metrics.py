@@ -26,7 +26,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
+from .data import VOID
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

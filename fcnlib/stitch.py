@@ -304,14 +304,12 @@ def deconv_margin(g: Geometry, n: int) -> int:
     """The fewest zero rows to add around an n-px input so that :func:`fcnlib.upsample.upsample_to_input`
     (kernel 2·stride) covers it: 0 for a net padded like the reference; more for a net rarefied part of
     the way, whose unpadded dilated layers lose border cells that its strided form kept. With margin m,
-    cell k sits at k·stride + centre − m; the net gives (n + 2m − 2·start − rf) // stride + 1 cells."""
+    cell k sits at k·stride + centre − m; the net gives (n + 2m − 2·start − rf) // stride + 1 cells,
+    and the map they upsample to must lack at most one stride at either end (:func:`fcnlib.upsample.shortfall`)."""
     f = g.stride
     for m in range(n + g.rf + 1):
         cells = (n + 2 * m - 2 * g.start - g.rf) // f + 1
-        crop = (2 * f - 1) / 2 - (g.centre - m)                  # upsample.align_crop's
-        top = max(0.0, -crop)
-        bottom = n - ((cells + 1) * f + top - max(crop, 0.0))
-        if cells > 0 and top <= f and bottom <= f:
+        if cells > 0 and max(up.shortfall((cells + 1) * f, up.align_crop(2 * f, g.centre - m), n)) <= f:
             return m
     raise ValueError(f"no margin makes the cells of {g} cover {n} px")
 

@@ -35,9 +35,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import paths, runtime
+from .data import VOID
 from .runtime import autocast, channels_last, prepare_model, sync
-
-from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 
 
 @dataclass

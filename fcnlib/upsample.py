@@ -199,6 +199,14 @@ def fit_to(y: torch.Tensor, size: tuple[int, int], what: str = "output") -> torc
     return y[..., :H, :W]
 
 
+def shortfall(length: int, crop: int, n: int) -> tuple[int, int]:
+    """(before, after): how many pixels an upsampled map of ``length`` placed with ``crop``
+    (:func:`align_crop`; negative: the map starts after the image) lacks at the start and at the end
+    of an ``n``-px image side."""
+    before = max(0, -crop)
+    return before, max(0, n - (length + before - max(crop, 0)))
+
+
 def upsample_to_input(coarse: torch.Tensor, layer: nn.ConvTranspose2d, centre: float,
                       size: tuple[int, int]) -> torch.Tensor:
     """Coarse scores (N, K, h, w) through a transposed convolution, cropped to the input ``size``
@@ -211,9 +219,8 @@ def upsample_to_input(coarse: torch.Tensor, layer: nn.ConvTranspose2d, centre: f
     y = layer(coarse)  # (N, K, (h + 1)f, (w + 1)f) for kernel 2f
     c, f = align_crop(layer.kernel_size[0], centre), layer.stride[0]
     H, W = size
-    top = max(0, -c)
-    bottom = max(0, H - (y.shape[-2] + top - max(c, 0)))
-    right = max(0, W - (y.shape[-1] + top - max(c, 0)))
+    top, bottom = shortfall(y.shape[-2], c, H)
+    _, right = shortfall(y.shape[-1], c, W)
     if max(top, bottom, right) > f:
         raise ValueError(f"deconv: the ×{f} upsampled map {tuple(y.shape[-2:])} at crop {c} falls short "
                          f"of the {H}×{W} input by more than one cell; give the net padding")

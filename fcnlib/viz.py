@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 import torch
 
-from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
+from .data import CLASSES, VOID, denormalize
 
 # Paul Tol's colour-blind-safe qualitative schemes (bright, muted, light), background black.
 _TOL = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB",
@@ -52,7 +52,6 @@ def colorize(label, palette: str = "voc") -> np.ndarray:
 
 def image_np(x: torch.Tensor) -> np.ndarray:
     """A normalized (3, H, W) float image or a uint8 one → (H, W, 3) for ``imshow``."""
-    from .data import denormalize
     if x.dtype == torch.uint8:
         return x.permute(1, 2, 0).cpu().numpy()
     return denormalize(x.detach().float().cpu()).permute(1, 2, 0).numpy()
@@ -80,9 +79,8 @@ def show_samples(images, labels, titles=None, palette: str = "voc", preds=None, 
     if preds is not None:
         axes[2, 0].set_ylabel("prediction")
     fig.tight_layout()
-    if classes is None:
-        from .data import CLASSES as classes
-    class_legend(fig, list(labels) + list(preds if preds is not None else []), classes, palette)
+    class_legend(fig, list(labels) + list(preds if preds is not None else []),
+                 CLASSES if classes is None else classes, palette)
     return fig
 
 

@@ -18,11 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from . import paths
-from .data import MEAN, STD, normalize
+from .data import MEAN, STD, VOID, normalize
 from .tiers import MissingAssetError
 
 NUM_CLASSES = 21
-from .data import VOID  # noqa: E402  (255: void pixels, defined once in fcnlib.data)
 HOW = ("Unpack the PASCAL VOC 2011 train/val archive (VOCtrainval_25-May-2011.tar) so that "
        "VOCdevkit/VOC2011/SegmentationClass/<id>.png and JPEGImages/<id>.jpg exist under the "
        "datasets folder (set FCN_DATASETS to use another folder).")
@@ -150,7 +149,7 @@ class VOCSegmentation(Dataset):
 
 
 # ---------------------------------------------------------------------- tensors for the paper tier
-def padded_tensors(dataset, size: int, ignore_index: int = 255):
+def padded_tensors(dataset, size: int, ignore_index: int = VOID):
     """Images and labels of a dataset whose samples differ in size (VOC), zero-/void-padded (and
     cropped) to ``size``×``size`` at the bottom/right: (N, 3, S, S) float, (N, S, S) int64."""
     X = torch.zeros(len(dataset), 3, size, size)

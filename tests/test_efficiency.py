@@ -67,15 +67,14 @@ def test_flops_per_module_are_each_layers_count_by_hand():
     """The per-module breakdown (notebook 01's bar chart) sums, layer by layer, to the hand count."""
     clf = _alexnet()
     per = ef.flops(clf, (1, 3, 224, 224), per_module=True)
-    for name, m in clf.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            sub = nn.Sequential(*[mm for n, mm in clf.features.named_children() if int(n) <= int(name.split(".")[1])]) \
-                if name.startswith("features.") else None
-            if sub is not None:   # this conv's FLOPs: the features up to it minus those before it
-                before = nn.Sequential(*[mm for n, mm in clf.features.named_children() if int(n) < int(name.split(".")[1])])
-                assert per[name] == _hand_flops(sub, 224)[0] - _hand_flops(before, 224)[0], name
-            else:
-                assert per[name] == 2 * m.in_features * m.out_features, name
+    layers = list(clf.features)
+    for i, m in enumerate(layers):        # a conv's FLOPs: the features up to it minus those before it
+        if isinstance(m, nn.Conv2d):
+            by_hand = _hand_flops(nn.Sequential(*layers[:i + 1]), 224)[0] - _hand_flops(nn.Sequential(*layers[:i]), 224)[0]
+            assert per[f"features.{i}"] == by_hand, i
+    for i, m in enumerate(clf.classifier):
+        if isinstance(m, nn.Linear):
+            assert per[f"classifier.{i}"] == 2 * m.in_features * m.out_features, i
     assert sum(v for n, v in per.items() if n.count(".") == 1) == ef.flops(clf, (1, 3, 224, 224))
 
 
