@@ -20,7 +20,7 @@ Where the time goes on a CPU: the fully connected layers are the same work in bo
 fc6/7/8 evaluation per cell) and more than half of the dense pass's FLOPs. PyTorch computes them with
 MKL's GEMM, which on AMD processors runs its AVX2 code at about 40% of the rate of oneDNN's AVX-512
 inner product; ``--gemm auto`` (on a CPU: ``onednn``) uses the latter in inference (forward) for both
-paths (fcnlib.runtime.PackedGemm). The backward pass always uses PyTorch's own kernels.
+paths (fcnlib.fast.PackedGemm). The backward pass always uses PyTorch's own kernels.
 """
 import argparse
 import itertools

@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from fcnlib import stitch, upsample
+from fcnlib import runtime, stitch, upsample
 from fcnlib.runtime import pick_device
 
 
@@ -31,7 +31,7 @@ def main():
     device = pick_device(args.device)
     torch.manual_seed(0)
     net = stitch.strided_net().to(device).eval()
-    f = stitch.total_stride(net)
+    f = stitch.geometry(net).jump
     rnet = stitch.rarefy(net)
     up = upsample.upsample_layer(21, f, depthwise=True).to(device)
     x = torch.randn(1, 3, args.size, args.size, device=device)
@@ -39,9 +39,9 @@ def main():
            "rarefied": lambda: stitch.dense_scores(net, x, "rarefied", rnet=rnet),
            "deconv": lambda: stitch.dense_scores(net, x, "deconv", upsample=up)}
     outs = {}
-    flops = {k: stitch.flop_count(lambda k=k, fn=fn: outs.__setitem__(k, fn())) for k, fn in fns.items()}
+    flops = {k: runtime.flop_count(lambda k=k, fn=fn: outs.__setitem__(k, fn())) for k, fn in fns.items()}
     assert all(o.shape == (1, 21, args.size, args.size) for o in outs.values())
-    secs = stitch.median_times(fns, device, reps=args.reps, warmup=1)
+    secs = runtime.median_times(fns, device, reps=args.reps, warmup=1)
     print(f"device {device}, threads {torch.get_num_threads()}, one {args.size}x{args.size} image, "
           f"stride-{f} net ({f * f} shifts, chunk {args.chunk}), median of {args.reps}")
     for k in fns:

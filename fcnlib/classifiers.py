@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models import AlexNet, VGG
 from torchvision.models.vgg import cfgs, make_layers
 
+from . import receptive_field as rf
 from .data import NUM_CLASSES
 
 
@@ -81,11 +82,14 @@ def alexnet_standin(width: float = 0.25, num_classes: int = NUM_CLASSES, crop: i
 
 
 def alexnet_grid(size: int) -> int:
-    """Side of torchvision AlexNet's last feature map for a ``size``×``size`` input."""
-    s = (size + 2 * 2 - 11) // 4 + 1   # conv1 11×11 / 4, padding 2
-    s = (s - 3) // 2 + 1               # pool1 3×3 / 2
-    s = (s - 3) // 2 + 1               # pool2 (conv2 keeps the size)
-    return (s - 3) // 2 + 1            # pool5 (conv3-5 keep the size)
+    """Side of torchvision AlexNet's last feature map for a ``size``×``size`` input (0: too small), read
+    by the course's one geometry from the layers themselves (built on the meta device: no weights)."""
+    with torch.device("meta"):
+        features = AlexNet().features
+    try:
+        return rf.output_size(features, size)
+    except rf.GeometryError:
+        return 0
 
 
 BUILDERS = {"vgg16": vgg16_standin, "alexnet": alexnet_standin}

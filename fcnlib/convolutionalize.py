@@ -15,8 +15,8 @@ convolution slides fc6 over the map instead), so at the native size the logits a
 
 What "every output cell is the classifier run on its patch" means, precisely (tested in
 tests/test_convolutionalize.py): cell (i, j) sees the input window of side ``geometry.rf`` starting
-at ``(stride·i − offset, stride·j − offset)``; ``offset`` is the zero padding of all layers counted
-in input pixels. Without padding the cell equals the classifier on that window, exactly. With
+at ``(jump·i + start, jump·j + start)`` (:class:`fcnlib.receptive_field.Geometry`); −``start`` is the
+zero padding of all layers counted in input pixels. Without padding the cell equals the classifier on that window, exactly. With
 padding (torchvision's convolutions pad), a cell whose window lies inside the image never sees a
 padded zero and equals the *unpadded* classifier (:func:`strip_padding`) on its window; the classifier
 run on a native-size crop pads every layer of that crop with zeros where the dense net sees the rest
@@ -27,85 +27,12 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-
-_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-_POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.Identity,
-              nn.LocalResponseNorm, nn.Sequential)
-
-
-class Geometry(NamedTuple):
-    """Where an output cell looks: cell (i, j) sees input pixels [stride·i − offset, … + rf)."""
-    rf: int      # receptive field side, pixels
-    stride: int  # pixels between neighbouring output cells
-    offset: int  # zero padding of all layers, in input pixels (cell 0's field starts at −offset)
-
-
-def _square(v, what: str) -> int:
-    if isinstance(v, (tuple, list)):
-        if len(set(v)) != 1:
-            raise ValueError(f"{what} {v} is not square: only square kernels/strides/paddings are supported")
-        v = v[0]
-    if isinstance(v, str):
-        raise ValueError(f"{what} {v!r}: give the padding as a number")
-    return int(v)
-
-
-def _layers(net: nn.Module, strict: bool = True):
-    """The spatial layers of a (nested) nn.Sequential, in execution order; at a layer of unknown
-    geometry, an error (``strict``) or the end of the list."""
-    for m in net.modules():
-        if isinstance(m, _SPATIAL):
-            yield m
-        elif not isinstance(m, _POINTWISE) and not list(m.children()):
-            if not strict:
-                return
-            raise ValueError(f"don't know the geometry of {type(m).__name__}: convolutionalize handles "
-                             "Conv2d, MaxPool2d, AvgPool2d and pointwise layers (ReLU, Dropout, BatchNorm, LRN)")
-
-
-def _kps(m: nn.Module):
-    k, s, p = (_square(getattr(m, a), f"{type(m).__name__}.{a}") for a in ("kernel_size", "stride", "padding"))
-    d = _square(getattr(m, "dilation", 1), "dilation")
-    return d * (k - 1) + 1, s, p
-
-
-def geometry(net: nn.Module, strict: bool = True) -> Geometry:
-    """Receptive field, stride and padding offset of a convolutional net's output cells."""
-    rf, stride, offset = 1, 1, 0
-    for m in _layers(net, strict):
-        k, s, p = _kps(m)
-        rf += (k - 1) * stride
-        offset += p * stride
-        stride *= s
-    return Geometry(rf, stride, offset)
-
-
-def output_size(net: nn.Module, size: int, strict: bool = True) -> int:
-    """Side of the net's output for a ``size``-pixel side of input (0: too small for one cell)."""
-    for m in _layers(net, strict):
-        k, s, p = _kps(m)
-        span = size + 2 * p - k
-        if span < 0:
-            return 0
-        if getattr(m, "ceil_mode", False):  # PyTorch's rule: no window may start in the right padding
-            out = -(-span // s) + 1
-            size = out - 1 if (out - 1) * s >= size + p else out
-        else:
-            size = span // s + 1
-    return size
-
-
-def min_input_size(net: nn.Module, limit: int = 10_000, strict: bool = True) -> int:
-    """The smallest input side for which the net gives at least one output cell."""
-    for n in range(1, limit):
-        if output_size(net, n, strict) >= 1:
-            return n
-    raise ValueError(f"no input up to {limit} px gives an output cell")
+from . import receptive_field as rf
+from .receptive_field import Geometry, GeometryError
 
 
 class FCConv2d(nn.Conv2d):
@@ -116,8 +43,8 @@ class FCConv2d(nn.Conv2d):
     kernels handle badly (oneDNN re-lays out the whole kernel on every call: several times slower than
     the product). As a product it runs the very GEMM the classifier's ``nn.Linear`` runs on a batch of
     windows, so dense-vs-naive timings compare shared work, not two kernels. On a GPU, cuDNN's own
-    convolution is used (it needs no im2col copy). ``gemm`` (None, or a ``runtime.PackedGemm`` set by
-    ``fcnlib.efficiency.onednn_gemm``) computes that product with oneDNN in inference. It takes what
+    convolution is used (it needs no im2col copy). ``gemm`` (None, or a ``fcnlib.fast.PackedGemm`` set by
+    ``fcnlib.fast.onednn_gemm``) computes that product with oneDNN in inference. It takes what
     ``nn.Conv2d`` takes (an unbatched (C, H, W) image, an empty batch) and refuses what it refuses
     (too few pixels for the kernel, another channel count) with a ValueError that says what to do.
     """
@@ -227,25 +154,29 @@ class DenseNet(nn.Sequential):
 
     @property
     def geometry(self) -> Geometry:
-        return geometry(self)
+        return rf.geometry(self)
 
     @property
     def min_size(self) -> int:
-        return min_input_size(self)
+        return rf.min_input_size(self)
 
     def grid(self, size) -> tuple[int, int]:
         """Output grid (h, w) for an input of ``size`` = H or (H, W) pixels."""
         H, W = (size, size) if isinstance(size, int) else size
-        return output_size(self, H), output_size(self, W)
+        return rf.output_size(self, H), rf.output_size(self, W)
 
     def forward(self, x):
         H, W = x.shape[-2:]
-        if min(output_size(self, H, strict=False), output_size(self, W, strict=False)) < 1:
-            n, g = min_input_size(self, strict=False), geometry(self, strict=False)
-            raise ValueError(
-                f"input {H}×{W} is smaller than one receptive field: this net needs at least {n}×{n} px "
-                f"(a field of {g.rf} px, of which up to {g.offset} px on each side may be zero padding); "
-                "pad or resize the image")
+        try:
+            self.grid((H, W))
+        except GeometryError:
+            try:
+                g = self.geometry
+                field = f" (a field of {g.rf} px, of which up to {-g.start} px on each side may be zero padding)"
+            except GeometryError:  # layers after the scores (an upsampling): the size alone is known
+                field = ""
+            raise ValueError(f"input {H}×{W} is smaller than one receptive field: this net needs at least "
+                             f"{self.min_size}×{self.min_size} px{field}; pad or resize the image") from None
         return super().forward(x)  # (N, K, h, w)
 
 
@@ -293,23 +224,24 @@ def strip_padding(net: nn.Module) -> nn.Module:
     """A copy with every convolution's and pooling's padding set to 0 (and pooling's ceil mode off).
 
     The unpadded twin: every output cell of its convolutionalized form equals it run on that cell's
-    window, and its native input grows by 2·offset (AlexNet: 223 → 355 px).
+    window, and its native input grows by −2·start (AlexNet: 223 → 355 px).
     """
     twin = copy.deepcopy(net)
     for m in twin.modules():
-        if isinstance(m, _SPATIAL):
+        if isinstance(m, rf.WINDOWS):
             m.padding = (0, 0) if isinstance(m, nn.Conv2d) else 0
             if hasattr(m, "ceil_mode"):
                 m.ceil_mode = False
     return twin
 
 
-def patches(x: torch.Tensor, size: int, stride: int, offset: int = 0):
-    """Every ``size``-px window at ``stride`` starting at −``offset`` (windows reaching outside the image
-    are skipped): (N·h·w, C, size, size) and the grid (h, w) with its first cell index (i0, j0)."""
+def patches(x: torch.Tensor, size: int, stride: int, start: int = 0):
+    """Every ``size``-px window at ``stride``, window i starting at ``start + stride·i`` (windows reaching
+    outside the image are skipped): (N·h·w, C, size, size) and the grid (h, w) with its first cell
+    index (i0, j0)."""
     H, W = x.shape[-2:]
-    i0 = math.ceil(offset / stride)              # first window that starts inside the image
-    top = i0 * stride - offset
+    i0 = math.ceil(-start / stride)              # first window that starts inside the image
+    top = i0 * stride + start
     h, w = (H - top - size) // stride + 1, (W - top - size) // stride + 1
     if h < 1 or w < 1:
         raise ValueError(f"a {H}×{W} input holds no {size}-px window at stride {stride}")
@@ -319,11 +251,11 @@ def patches(x: torch.Tensor, size: int, stride: int, offset: int = 0):
     return p, (h, w), (i0, i0)
 
 
-def sliding_window(classifier: nn.Module, x: torch.Tensor, size: int, stride: int, offset: int = 0,
+def sliding_window(classifier: nn.Module, x: torch.Tensor, size: int, stride: int, start: int = 0,
                    batch_size: int | None = None) -> torch.Tensor:
     """The naive alternative: the classifier on every window, ``batch_size`` windows at a time
     (None: all at once; 1: one by one). Returns scores (N, K, h, w) for the cells of :func:`patches`."""
-    p, (h, w), _ = patches(x, size, stride, offset)
+    p, (h, w), _ = patches(x, size, stride, start)
     bs = batch_size or len(p)
     out = torch.cat([classifier(p[i:i + bs]) for i in range(0, len(p), bs)])  # (N·h·w, K)
     return out.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)              # (N, K, h, w)

@@ -13,7 +13,7 @@ Two settings decide what is compared, and both are stated in every result:
   rounds *up* (Caffe's rule), giving the paper's 10×10 grid from 227-px windows (:func:`caffe_geometry`).
   The last row and column of those windows overhang the image by 15 px; the naive path zero-fills them.
 * ``gemm``: on a CPU both paths' fully connected layers can run on oneDNN's inner product
-  (:func:`onednn_gemm`, ``runtime.PackedGemm``) instead of MKL's GEMM: on AMD processors much faster.
+  (:func:`fcnlib.fast.onednn_gemm`, ``fcnlib.fast.PackedGemm``) instead of MKL's GEMM: on AMD processors much faster.
   Whatever is chosen is applied to *both* paths.
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from . import runtime
-from .convolutionalize import FCConv2d, caffe_arithmetic, convolutionalize, patches
+from .convolutionalize import caffe_arithmetic, convolutionalize, patches
+from .fast import onednn_gemm
 
 GEOMETRIES = ("torchvision", "caffe")
 GEMMS = ("auto", "default", "onednn")
@@ -50,41 +51,6 @@ def caffe_geometry(classifier: nn.Module) -> nn.Module:
     twin = copy.deepcopy(classifier)
     caffe_arithmetic(twin.features.modules(), pad=0)
     return twin
-
-
-# ----------------------------------------------------------------------------- the GEMM of fc layers
-class OneDNNLinear(nn.Linear):
-    """``nn.Linear`` whose inference runs on oneDNN's inner product (``runtime.PackedGemm``); same
-    parameters and state_dict keys, and plain ``F.linear`` wherever the packed path does not apply
-    (training, autograd, another device or dtype)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.gemm = runtime.PackedGemm()
-
-    @classmethod
-    def of(cls, linear: nn.Linear) -> "OneDNNLinear":
-        m = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
-        m.weight, m.bias = linear.weight, linear.bias                    # shared, not copied
-        return m.train(linear.training)
-
-    def forward(self, x):
-        if self.gemm.applies(x):
-            return self.gemm(x, self.weight, self.bias)                  # (N, out)
-        return super().forward(x)
-
-
-def onednn_gemm(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose fully connected layers (``nn.Linear`` and the convolutionalized
-    ``FCConv2d``) compute their matrix product with oneDNN in CPU inference (see runtime.PackedGemm)."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if type(child) is nn.Linear:
-                setattr(parent, name, OneDNNLinear.of(child))
-            elif isinstance(child, FCConv2d):
-                child.gemm = runtime.PackedGemm()
-    return model
 
 
 def resolve_gemm(gemm: str, device: torch.device) -> str:
@@ -124,7 +90,7 @@ def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int | None = N
     net = convolutionalize(clf).eval().to(memory_format=fmt)
     if gemm == "onednn":
         clf, net = onednn_gemm(clf), onednn_gemm(net)
-    (h, w), stride = net.grid(size), net.geometry.stride
+    (h, w), stride = net.grid(size), net.geometry.jump
     x = torch.randn(1, 3, size, size, device=device).contiguous(memory_format=fmt)
     overhang = max(0, (max(h, w) - 1) * stride + patch - size)       # Caffe's rounded-up cells' windows
     p, grid, _ = patches(nn.functional.pad(x, (0, overhang, 0, overhang)), patch, stride)

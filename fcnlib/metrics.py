@@ -103,9 +103,6 @@ class ConfusionMatrix:
         self.mat += confusion(pred, target, self.num_classes, self.ignore_index)
         return self
 
-    def reset(self) -> None:
-        self.mat.zero_()
-
     def compute(self, present_only: bool = False) -> dict:
         return scores(self.mat, present_only=present_only)
 

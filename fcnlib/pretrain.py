@@ -195,7 +195,7 @@ def save(model, info, out: Path) -> Path:
     return path
 
 
-def load(arch: str, device="cpu"):
+def pretrained(arch: str, device="cpu"):
     """The pretrained stand-in ``arch`` in eval mode on ``device`` (and its info dict as ``.info``).
 
     The file is checked against SHA256SUMS first (:func:`verified_path`); nothing is retrained or cached.
@@ -215,8 +215,6 @@ def load(arch: str, device="cpu"):
     model.info = info
     return model.to(device).eval()
 
-
-pretrained = load
 
 
 def main(argv=None):

@@ -20,8 +20,10 @@ from typing import Sequence
 import torch
 from torch import fx, nn
 
-from .receptive_field import (POINTWISE, GeometryError, LayerField, _fields, _find, _pick, _POINTWISE_FUNCS,
-                              _Tracer)
+from .field_algebra import POINTWISE, POINTWISE_FUNCS, GeometryError, pick
+from .receptive_field import LayerField, Tracer, field_rows, find_node
+
+
 def _identity(x, *args, **kwargs):
     return x
 
@@ -38,7 +40,7 @@ def _twin_layer(m: nn.Module, keep_max: bool) -> nn.Module:
         new = nn.ConvTranspose2d(1, 1, m.kernel_size, m.stride, m.padding, m.output_padding,
                                  bias=False, dilation=m.dilation)
     elif isinstance(m, nn.MaxPool2d) and not keep_max:
-        if _pick(m.dilation, 0) != 1 or _pick(m.dilation, 1) != 1:
+        if pick(m.dilation, 0) != 1 or pick(m.dilation, 1) != 1:
             raise GeometryError("a dilated MaxPool2d has no average-pooling twin")
         return nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode)
     elif isinstance(m, nn.AdaptiveMaxPool2d) and not keep_max:
@@ -60,13 +62,13 @@ def linear_twin(model: nn.Module, keep_max: bool = False) -> fx.GraphModule:
     (clipped to the image; with holes where dilation skips pixels). Max pooling passes the gradient
     to one input per window only (the argmax), which is why a max-pooling net's support is a sparse
     subset of the theoretical field. Node names are those of :func:`trace` of ``model``."""
-    gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__ + "Twin")
+    gm = fx.GraphModule(model, Tracer().trace(model), type(model).__name__ + "Twin")
     for node in gm.graph.nodes:
         if node.op == "call_module":
             *parent, field = node.target.split(".")
             setattr(gm.get_submodule(".".join(parent)), field,
                     _twin_layer(gm.get_submodule(node.target), keep_max))
-        elif node.op == "call_function" and node.target in _POINTWISE_FUNCS:
+        elif node.op == "call_function" and node.target in POINTWISE_FUNCS:
             node.target = _identity
         elif node.op == "call_function" and node.target in (torch.cat, operator.sub, torch.sub):
             node.target = {torch.cat: _cat_as_sum, operator.sub: operator.add, torch.sub: torch.add}[node.target]
@@ -90,7 +92,7 @@ def gradient_support(twin: fx.GraphModule, node: str, unit: tuple[int, int], inp
                      seed: int = 0) -> torch.Tensor:
     """Boolean (H, W) mask of the input pixels where d(node[unit]) / d(input) is nonzero."""
     x, acts = _activations(twin, input_shape, seed)
-    (grad,) = torch.autograd.grad(acts[_find(twin.graph, node).name][0, :, unit[0], unit[1]].sum(), x)
+    (grad,) = torch.autograd.grad(acts[find_node(twin.graph, node).name][0, :, unit[0], unit[1]].sum(), x)
     return grad[0, 0] != 0
 
 
@@ -135,7 +137,7 @@ def empirical_check(model: nn.Module, input_shape, nodes: Sequence[str] | None =
 
 def _empirical_check(model, input_shape, nodes, per_layer, keep_max, seed):
     h, w = tuple(input_shape)[-2:] if not isinstance(input_shape, int) else (input_shape,) * 2
-    rows_h, rows_w = _fields(model, (h, w))
+    rows_h, rows_w = field_rows(model, (h, w))
     rows_w = {r.node: r for r in rows_w}
     twin = linear_twin(model, keep_max)
     x, acts = _activations(twin, (h, w), seed)
@@ -144,7 +146,7 @@ def _empirical_check(model, input_shape, nodes, per_layer, keep_max, seed):
         wanted = {n.name for n in twin.graph.nodes if n.name in geo
                   and not any(geo.get(a.name) is geo[n.name] for a in n.all_input_nodes)}
     else:
-        wanted = {_find(twin.graph, n).name for n in nodes}
+        wanted = {find_node(twin.graph, n).name for n in nodes}
     out = []
     for rh in rows_h:
         if rh.op == "input" or rh.node not in wanted:

@@ -133,68 +133,6 @@ class Clock:
         return time.perf_counter() - self.t0
 
 
-def _onednn_linear_ops():
-    """(pack, linear): PyTorch's prepacked oneDNN linear, the ops torch.compile uses on a CPU; None on
-    a PyTorch without them."""
-    try:
-        return torch.ops.mkldnn._reorder_linear_weight, torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_ONEDNN_LINEAR = _onednn_linear_ops()
-
-
-class PackedGemm:
-    """``y = x · Wᵀ + b`` for CPU float32 inference by oneDNN's inner product, with W kept in oneDNN's
-    own blocked layout (made once, remade if the weight changes).
-
-    Why: PyTorch computes a float32 ``F.linear`` on a CPU with MKL's GEMM, which on AMD processors
-    runs its AVX2 code; oneDNN (PyTorch's convolution library) uses AVX-512 where the CPU has it. On
-    the course's 2-core AMD EPYC the fully connected layers of AlexNet run about 2.4× faster this way.
-    Same arithmetic, different summation order: results agree to float32 rounding (tested).
-
-    ``applies(x)`` says whether this path is taken: only with autograd off (``torch.no_grad`` or
-    ``inference_mode``: the packed copy carries no gradient), on a CPU float32 input, where PyTorch
-    was built with oneDNN. Otherwise callers use ``F.linear``. ``weight`` may be any view of shape
-    (out, …): it is read as (out, in) in its logical order, whatever its strides (a permuted view
-    packs a permuted copy; the copy is remade when the view or the weight's values change).
-    """
-
-    def __init__(self):
-        self._key, self._packed = None, None
-
-    @staticmethod
-    def applies(x: torch.Tensor) -> bool:
-        return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-                and torch.backends.mkldnn.is_available())
-
-    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        key = (weight.data_ptr(), weight._version, weight.shape, weight.stride(),
-               None if bias is None else (bias.data_ptr(), bias._version))
-        if key != self._key:
-            w = weight.detach().reshape(weight.shape[0], -1).contiguous()   # (out, in), logical order
-            b = bias.detach().contiguous() if bias is not None else None
-            if _ONEDNN_LINEAR is not None:
-                self._packed = (_ONEDNN_LINEAR[0](w), b)
-            else:                            # older PyTorch: the op behind torch.utils.mkldnn.MkldnnLinear
-                self._packed = (w.to_mkldnn(), (b if b is not None else w.new_zeros(len(w))).to_mkldnn())
-            self._key = key
-        w, b = self._packed
-        if _ONEDNN_LINEAR is not None:
-            return _ONEDNN_LINEAR[1](x.contiguous(), w, b, "none", [], "")     # (N, out)
-        return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), w, b).to_dense()
-
-    def __deepcopy__(self, memo):          # a copy packs its own weight when first used
-        return PackedGemm()
-
-    def __getstate__(self):
-        return {}
-
-    def __setstate__(self, state):
-        self.__init__()
-
-
 # ---------------------------------------------------------------------------- CPU threads
 def _time_threads(candidates: list[int], rounds: int = 3, reps: int = 3) -> dict:
     """Best time (s) of a convolution per thread count, the counts interleaved round by round so

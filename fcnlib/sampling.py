@@ -8,7 +8,7 @@ per batch by 1/p, so the expected number of kept terms per batch is unchanged.
 
 **Which pixels a cell owns.** The mask is drawn on the final-layer cells (the stride-32 score map of
 FCN-32s, not the pixels), and the loss is on the upsampled, cropped output, so each output pixel must
-inherit the keep/drop of one cell. With ``stride`` s and ``centre`` c (input coordinate of cell 0's
+inherit the keep/drop of one cell. With ``jump`` (stride) s and ``centre`` c (input coordinate of cell 0's
 centre, the coordinate map of ``fcnlib.receptive_field``; the final crop is what puts cell k's centre
 at c + s·k in the image), pixel q belongs to the cell whose centre is nearest::
 
@@ -43,19 +43,18 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
+from .receptive_field import Geometry
 from .train import VOID, History, TrainConfig, pixel_loss, train
 from .upsample import upsampling_matrix
 
 
 # ------------------------------------------------------------------ which cell owns which pixel
 @dataclass(frozen=True)
-class CellGrid:
-    """The final layer's cells in input pixels: cell k is centred at ``centre + stride·k`` and sees
-    input pixels ``[first + stride·k, first + stride·k + rf)`` (negative: padding)."""
-    stride: int
-    centre: Fraction
-    first: int = 0   # field start of cell 0 (for patchwise crops)
-    rf: int = 1      # field size
+class CellGrid(Geometry):
+    """The final layer's cells in input pixels, as the course's one geometry has them
+    (:class:`fcnlib.receptive_field.Geometry`): cell k is centred at ``centre + jump·k`` and sees
+    input pixels ``[start + jump·k, start + jump·k + rf)`` (negative: padding); here with the pixels
+    each cell owns."""
 
     @classmethod
     def from_model(cls, model, size: int, node: str | None = None) -> "CellGrid":
@@ -88,11 +87,11 @@ class CellGrid:
             raise ValueError(f"the final layer's grid differs between H and W ({h} vs {w}): square nets only")
         if h.jump.denominator != 1:
             raise ValueError(f"node {h.node} has a fractional jump {h.jump}: pick a layer before upsampling")
-        return cls(int(h.jump), Fraction(h.centre), int(h.first[0]), int(h.rf))
+        return cls(int(h.rf), int(h.jump), Fraction(h.centre))
 
     def cell_of(self, q: int) -> int:
         """The cell owning input pixel ``q`` (one axis): the nearest cell centre."""
-        return math.floor((Fraction(q) - Fraction(self.centre)) / self.stride + Fraction(1, 2))
+        return math.floor((Fraction(q) - Fraction(self.centre)) / self.jump + Fraction(1, 2))
 
     def span(self, n: int) -> tuple[int, int]:
         """(first cell, number of cells) owning the pixels 0 … n − 1 of one axis."""
@@ -114,7 +113,7 @@ class CellGrid:
 
     def expand_nearest(self, cell_mask: torch.Tensor, H: int, W: int) -> torch.Tensor:
         """The same by nearest-neighbour upsampling (×stride) of the cell mask and a crop."""
-        s = self.stride
+        s = self.jump
         up = cell_mask.repeat_interleave(s, dim=1).repeat_interleave(s, dim=2)  # (N, h·s, w·s)
         oy = math.floor(Fraction(s, 2) - Fraction(self.centre)) - s * self.span(H)[0]
         ox = math.floor(Fraction(s, 2) - Fraction(self.centre)) - s * self.span(W)[0]
@@ -144,13 +143,6 @@ def cell_mask(n: int, shape: tuple[int, int], p: float, generator: torch.Generat
     return torch.rand((n, *shape), generator=generator) < p  # rand ∈ [0, 1): p = 1 keeps all
 
 
-def keep_mask(y: torch.Tensor, grid: CellGrid, p: float, generator=None) -> torch.Tensor:
-    """A per-pixel keep mask (N, H, W) for labels ``y`` (N, H, W), constant on each cell's pixels."""
-    N, H, W = y.shape
-    cells = cell_mask(N, grid.shape(H, W), p, generator)  # (N, h, w), drawn on the CPU
-    return grid.expand(cells, H, W).to(y.device)        # (N, H, W)
-
-
 def sampled_loss(logits, target, keep=None, reduction: str = "mean", weight=None):
     """The loss over kept pixels only: the mask between output and loss (Section 3.4).
 
@@ -174,13 +166,16 @@ class LossSampler:
             raise ValueError(f"keep probability p must be in (0, 1], got {p}")
         self.grid, self.p, self.seed, self.kept = grid, p, seed, []
 
-    def __call__(self, x, y, step):
+    def mask(self, y, step: int) -> torch.Tensor:
+        """Step ``step``'s per-pixel keep mask (N, H, W) for labels ``y``, constant on each cell's pixels."""
         g = torch.Generator().manual_seed(self.seed * 1_000_033 + step + 7)
         N, H, W = y.shape
-        cells = cell_mask(N, self.grid.shape(H, W), self.p, g)  # (N, h, w)
+        cells = cell_mask(N, self.grid.shape(H, W), self.p, g)  # (N, h, w), drawn on the CPU
         self.kept.append(cells.float().mean().item())
-        keep = self.grid.expand(cells, H, W).to(y.device)
-        return x, y.masked_fill(~keep, VOID)
+        return self.grid.expand(cells, H, W).to(y.device)      # (N, H, W)
+
+    def __call__(self, x, y, step):
+        return x, y.masked_fill(~self.mask(y, step), VOID)
 
 
 def train_sampled(model, data, cfg: TrainConfig, p: float, grid: CellGrid, reduction: str = "mean",
@@ -230,8 +225,8 @@ def pool4_features(model, X: torch.Tensor, chunk: int = 100) -> torch.Tensor:
 # ------------------------------------------------------------------ true patchwise training
 def patch_plan(grid: CellGrid) -> tuple[int, int]:
     """(j, P): a P × P window whose cell j (both axes) has its whole receptive field inside it."""
-    j = max(0, math.ceil(-grid.first / grid.stride))
-    return j, grid.first + grid.stride * j + grid.rf
+    j = max(0, math.ceil(-grid.start / grid.jump))
+    return j, grid.start + grid.jump * j + grid.rf
 
 
 def all_cells(grid: CellGrid, N: int, H: int, W: int) -> torch.Tensor:
@@ -247,7 +242,7 @@ def patch_batch(x: torch.Tensor, y: torch.Tensor, cells: torch.Tensor, grid: Cel
     crops (M, C, P, P), zero outside the image, and labels (M, P, P), void except on the pixels the
     centre cell owns (the one loss term of each patch)."""
     j, P = patch_plan(grid)
-    s = grid.stride
+    s = grid.jump
     N, C, H, W = x.shape
     lo = min(0, s * (int(cells[:, 1:].min()) - j))                   # how far windows reach out
     hi = max(H, W, s * (int(cells[:, 1:].max()) - j) + P)

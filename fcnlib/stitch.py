@@ -42,26 +42,17 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import receptive_field as rf
 from . import upsample as up
-from .runtime import flop_count, median_times, sync  # noqa: F401  (cost helpers live in runtime)
+from .field_algebra import is_pointwise, square
+from .receptive_field import Geometry
 
-POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
-             nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
 WINDOWED = (nn.Conv2d, nn.MaxPool2d)
-
-
-def _square(value, what: str, layer) -> int:
-    a, b = (value, value) if isinstance(value, int) else tuple(value)
-    if a != b:
-        raise ValueError(f"{layer}: {what} {value} is not the same in both directions; this module "
-                         "handles square kernels, strides, padding and dilation only")
-    return a
 
 
 def _layers(net: nn.Module):
@@ -69,7 +60,7 @@ def _layers(net: nn.Module):
     if isinstance(net, nn.Sequential):
         for child in net:
             yield from _layers(child)
-    elif isinstance(net, WINDOWED + POINTWISE):
+    elif isinstance(net, WINDOWED) or is_pointwise(net):
         if isinstance(net, nn.Conv2d):
             if isinstance(net.padding, str):
                 raise ValueError(f"{net}: give the padding as numbers, not {net.padding!r}")
@@ -78,43 +69,22 @@ def _layers(net: nn.Module):
         yield net
     else:
         raise TypeError(f"{type(net).__name__} is not supported: shift-and-stitch and rarefaction here "
-                        "take an nn.Sequential of Conv2d, MaxPool2d and pointwise layers "
-                        f"({', '.join(t.__name__ for t in POINTWISE)})")
+                        "take an nn.Sequential of Conv2d, MaxPool2d and pointwise layers (those of "
+                        "fcnlib.field_algebra.POINTWISE; register_pointwise adds one)")
 
 
 def _window(m) -> tuple[int, int, int, int]:
-    """(kernel, stride, padding, dilation) of a Conv2d or MaxPool2d."""
-    return (_square(m.kernel_size, "kernel", m), _square(m.stride, "stride", m),
-            _square(m.padding, "padding", m), _square(m.dilation, "dilation", m))
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Output cell k's receptive field is input rows [k·stride + start, k·stride + start + rf)."""
-    stride: int
-    rf: int
-    start: int
-
-    @property
-    def centre(self) -> float:
-        """Input coordinate of the centre of output cell 0's receptive field."""
-        return self.start + (self.rf - 1) / 2
+    """(kernel, stride, padding, dilation) of a Conv2d or MaxPool2d (square ones only)."""
+    return tuple(square(getattr(m, a), f"{m}: {a}") for a in ("kernel_size", "stride", "padding", "dilation"))
 
 
 def geometry(net: nn.Module) -> Geometry:
-    """Total stride, receptive field size and offset of a net (Section 3's composition rule)."""
-    jump, rf, start = 1, 1, 0
+    """The course's one geometry (:func:`fcnlib.receptive_field.geometry`) of a net this module takes:
+    field size, jump (total stride) and centre; unsupported layers are refused first."""
     for m in _layers(net):
         if isinstance(m, WINDOWED):
-            k, s, p, d = _window(m)
-            rf += (k - 1) * d * jump
-            start -= p * jump
-            jump *= s
-    return Geometry(jump, rf, start)
-
-
-def total_stride(net: nn.Module) -> int:
-    return geometry(net).stride
+            _window(m)  # square windows only
+    return rf.geometry(net)
 
 
 def rarefy_filter(weight: torch.Tensor, s: int) -> torch.Tensor:
@@ -134,7 +104,7 @@ class PaddedMaxPool2d(nn.MaxPool2d):
     which ``F.max_pool2d`` refuses: a rarefied 3×3 pool with padding 1 at dilation D needs padding D."""
 
     def forward(self, x):
-        p = _square(self.padding, "padding", self)
+        p = square(self.padding, f"{self}: padding")
         x = F.pad(x, (p, p, p, p), value=float("-inf"))  # what max pooling's own padding means
         return F.max_pool2d(x, self.kernel_size, self.stride, 0, self.dilation, self.ceil_mode,
                             self.return_indices)
@@ -191,7 +161,7 @@ def shift_and_stitch(net: nn.Module, x: torch.Tensor, f: int | None = None, fill
     bottom/right. ``f`` defaults to the net's total stride; ``chunk`` shifts go through the net per
     call (default: all f² in one batch).
     """
-    f = f or total_stride(net)
+    f = f or geometry(net).jump
     N, C, H, W = x.shape
     xp = F.pad(x, (0, f - 1, 0, f - 1), value=fill)  # (N, C, H + f − 1, W + f − 1)
     shifts = [(dy, dx) for dy in range(f) for dx in range(f)]  # index dy·f + dx
@@ -217,7 +187,7 @@ def interior(net: nn.Module, size: tuple[int, int]) -> tuple[slice, slice]:
     """Rows and columns of the stitched map (input frame ``size``) where shift-and-stitch and the
     rarefied net agree whatever the padding: coarse cells whose receptive field lies in the frame."""
     g = geometry(net)
-    f = g.stride
+    f = g.jump
 
     def one(n: int) -> slice:
         k_lo = max(0, math.ceil(-g.start / f))
@@ -291,10 +261,10 @@ class Upsampled(nn.Module):
     def __init__(self, net: nn.Module, learnable: bool = False):
         super().__init__()
         g = geometry(net)
-        if g.stride == 1:
+        if g.jump == 1:
             raise ValueError("the net is dense already (stride 1): there is nothing to upsample")
         self.net, self.centre = net, g.centre
-        self.up = up.upsample_layer(_out_channels(net), g.stride, learnable, depthwise=not learnable)
+        self.up = up.upsample_layer(_out_channels(net), g.jump, learnable, depthwise=not learnable)
 
     def forward(self, x):  # (N, C, H, W) → (N, K, H, W)
         return up.upsample_to_input(self.net(x), self.up, self.centre, x.shape[-2:])
@@ -306,7 +276,7 @@ def deconv_margin(g: Geometry, n: int) -> int:
     the way, whose unpadded dilated layers lose border cells that its strided form kept. With margin m,
     cell k sits at k·stride + centre − m; the net gives (n + 2m − 2·start − rf) // stride + 1 cells,
     and the map they upsample to must lack at most one stride at either end (:func:`fcnlib.upsample.shortfall`)."""
-    f = g.stride
+    f = g.jump
     for m in range(n + g.rf + 1):
         cells = (n + 2 * m - 2 * g.start - g.rf) // f + 1
         if cells > 0 and max(up.shortfall((cells + 1) * f, up.align_crop(2 * f, g.centre - m), n)) <= f:
@@ -336,19 +306,16 @@ def dense_scores(net: nn.Module, x: torch.Tensor, method: str = "rarefied", *, r
         b = max(0, g.rf - 1 - s + 2 * g.start)  # the dense net loses rf − 1 + 2·start rows: give them
         xs = F.pad(x, (s, b, s, b))  # negative s crops
         if method == "stitch":
-            y = shift_and_stitch(net, xs, g.stride, chunk=chunk)
+            y = shift_and_stitch(net, xs, g.jump, chunk=chunk)
         else:
             y = (rnet if rnet is not None else rarefy(net))(xs)
         return up.fit_to(y, (H, W), method)
     if method == "deconv":
-        if g.stride == 1:
+        if g.jump == 1:
             raise ValueError("the net is dense already (stride 1): there is nothing to upsample")
         m = deconv_margin(g, max(H, W))
         coarse = net(F.pad(x, (m, m, m, m)) if m else x)  # (N, K, h, w)
         layer = (upsample if upsample is not None
-                 else up.upsample_layer(coarse.shape[1], g.stride, depthwise=True).to(x))
+                 else up.upsample_layer(coarse.shape[1], g.jump, depthwise=True).to(x))
         return up.upsample_to_input(coarse, layer, g.centre - m, (H, W))
     raise ValueError(f"unknown method {method!r}: use 'stitch', 'rarefied' or 'deconv'")
-
-
-# ------------------------------------------------------------------------------------ cost

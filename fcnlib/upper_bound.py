@@ -51,7 +51,9 @@ def coarse_shape(height: int, width: int, factor: int) -> tuple[int, int]:
     return math.ceil(height / f), math.ceil(width / f)
 
 
-def _block_counts(lab: torch.Tensor, f: int, C: int, ignore_index: int) -> torch.Tensor:
+def block_counts(lab: torch.Tensor, f: int, C: int, ignore_index: int = VOID) -> torch.Tensor:
+    """Pixels of each class in each f×f block of checked labels (N, H, W): int64 (N, C, Hc, Wc);
+    void and padding not counted."""
     N, H, W = lab.shape
     Hc, Wc = coarse_shape(H, W, f)
     lab = F.pad(lab, (0, Wc * f - W, 0, Hc * f - H), value=ignore_index)  # (N, Hc·f, Wc·f)
@@ -60,12 +62,6 @@ def _block_counts(lab: torch.Tensor, f: int, C: int, ignore_index: int) -> torch
     index = (block * (C + 1) + cls.view(N, Hc, f, Wc, f)).reshape(-1)
     counts = torch.bincount(index, minlength=N * Hc * Wc * (C + 1)).view(N, Hc, Wc, C + 1)
     return counts[..., :C].permute(0, 3, 1, 2)  # (N, C, Hc, Wc)
-
-
-def block_counts(labels, factor: int, num_classes: int, ignore_index: int = VOID) -> torch.Tensor:
-    """Pixels of each class in each f×f block: int64 (N, C, Hc, Wc); void and padding not counted."""
-    f = check_factor(factor)
-    return _block_counts(check_labels(labels, num_classes, ignore_index), f, num_classes, ignore_index)
 
 
 def _sample(lab: torch.Tensor, f: int, centre: bool) -> torch.Tensor:
@@ -101,7 +97,7 @@ def _area(counts: torch.Tensor, f: int, H: int, W: int) -> torch.Tensor:
 
 def _degrade(lab: torch.Tensor, f: int, method: str, C: int, ignore_index: int) -> torch.Tensor:
     N, H, W = lab.shape
-    counts = _block_counts(lab, f, C, ignore_index)  # (N, C, Hc, Wc)
+    counts = block_counts(lab, f, C, ignore_index)  # (N, C, Hc, Wc)
     if method == "area":
         return _area(counts, f, H, W)
     majority = counts.argmax(1)  # (N, Hc, Wc); ties → lowest class, all-void → 0

@@ -230,15 +230,6 @@ def upsample_to_input(coarse: torch.Tensor, layer: nn.ConvTranspose2d, centre: f
     return fit_to(y[..., c:, c:], size, "deconv")
 
 
-def upsample_bilinear(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Fixed bilinear upsampling of (N, C, h, w) by ``factor`` as a transposed convolution, cropped
-    to (N, C, h·f, w·f) like ``interpolate`` (equal to it away from the border, see module doc)."""
-    C = x.shape[1]
-    w = bilinear_weight(C, 2 * factor, x.dtype).to(x.device)
-    y = F.conv_transpose2d(x, w, stride=factor)  # (N, C, (h+1)f, (w+1)f)
-    return crop_like(y, (x.shape[-2] * factor, x.shape[-1] * factor), interpolate_crop(factor))
-
-
 def interpolate_zero_padded(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``F.interpolate`` of x padded with one cell of zeros all round, cropped back to h·f × w·f:
     what the cropped bilinear transposed convolution computes everywhere, border included."""

@@ -159,10 +159,11 @@ run.claim("s3.1.identity", ours=f"max |Δ logit| {logit_diff64:.0e} (float64), {
           paper="the same outputs", verdict=claims.exact(logit_diff64 < 1e-9 and logit_diff32 < 1e-4))
 
 # %% [markdown]
-# **Geometry.** Each output cell sees a window of `rf` pixels; neighbouring cells are `stride` pixels
-# apart; cell $(i, j)$'s window starts at $(32 i - \text{offset}, 32 j - \text{offset})$, where the offset is
-# all the layers' zero padding counted in input pixels (conv1 pads 2 px, conv2 2 units of 8 px,
-# conv3–5 1 unit of 16 px each: $2 + 16 + 48 = 66$). The receptive field matches Table 1's.
+# **Geometry** (`receptive_field.geometry`, the course's one geometry: field size, jump, centre).
+# Each output cell sees a window of `rf` pixels; neighbouring cells are `jump` (the total stride)
+# pixels apart; cell $(i, j)$'s window starts at $(32 i + \text{start}, 32 j + \text{start})$, where
+# $-\text{start}$ is all the layers' zero padding counted in input pixels (conv1 pads 2 px, conv2 2 units
+# of 8 px, conv3–5 1 unit of 16 px each: $2 + 16 + 48 = 66$). The receptive field matches Table 1's.
 #
 # On 500×500 torchvision's AlexNet gives a 9×9 grid where the paper reports 10×10: the paper's Caffe
 # AlexNet has no padding in conv1 and *rounds its pooling up* (Caffe's ceil mode). Changing just those
@@ -174,12 +175,13 @@ grid500 = dense.grid(500)
 caffe_like = efficiency.caffe_geometry(alexnet)
 grid500_caffe = cv.convolutionalize(caffe_like).grid(500)
 paper_grid = efficiency.paper_speedups()["grid"]
-print(f"receptive field {g.rf} px, stride {g.stride}, offset {g.offset}; smallest input {dense.min_size} px")
+print(f"receptive field {g.rf} px, stride (jump) {g.jump}, cell 0's window starts at {g.start} px; "
+      f"smallest input {dense.min_size} px")
 print(f"500×500 → {grid500[0]}×{grid500[1]} (torchvision), {grid500_caffe[0]}×{grid500_caffe[1]} (Caffe geometry), "
       f"paper {paper_grid[0]}×{paper_grid[1]}")
 assert list(grid500_caffe) == paper_grid
 t1 = paper.table1()["FCN-AlexNet"]
-run.record(rf=g.rf, stride=g.stride, offset=g.offset, min_input=dense.min_size, output_grid_500=list(grid500),
+run.record(rf=g.rf, stride=g.jump, start=g.start, min_input=dense.min_size, output_grid_500=list(grid500),
            output_grid_500_caffe_geometry=list(grid500_caffe))
 run.compare("AlexNet receptive field", g.rf, paper=t1["rf size"], unit="px")
 run.compare("AlexNet output grid on 500×500 (torchvision / Caffe geometry)",
@@ -217,10 +219,10 @@ with torch.no_grad():
 sg = net.geometry
 h, w = P.shape[-2:]
 print(f"{crop}-px classifier on {scene_size}×{scene_size} scenes → a {h}×{w} grid of {P.shape[1]} class probabilities; "
-      f"window {crop} px at stride {sg.stride} (receptive field {sg.rf} px with the padding)")
+      f"window {crop} px at stride {sg.jump} (receptive field {sg.rf} px with the padding)")
 
 
-def cell_extent(h, w, stride=sg.stride, size=crop):
+def cell_extent(h, w, stride=sg.jump, size=crop):
     """imshow extent placing cell (i, j) as a stride-wide square centred on its window's centre."""
     c0 = (size - 1) / 2
     return (c0 - stride / 2, c0 + (w - 0.5) * stride, c0 + (h - 0.5) * stride, c0 - stride / 2)
@@ -258,7 +260,7 @@ run.savefig(fig, "fig2_heatmaps");
 viz.show_source(heatmaps.miss_kind)
 
 # %%
-hm = heatmaps.summarize(heatmaps.peak_hits(P, Y, sg.stride, crop))
+hm = heatmaps.summarize(heatmaps.peak_hits(P, Y, sg.jump, crop))
 print(f"peak cell on the object for {hm['peak_on_object']:.0%} of {hm['objects']} objects (chance {hm['chance']:.0%}); "
       f"on the object and naming its class among all {P.shape[1]} classes: {hm['peak_on_object_and_named']:.0%}; "
       f"among the scenes' {data.NUM_CLASSES}: {hm['named_among_scene_classes']:.0%}")
@@ -307,13 +309,13 @@ twin = cv.strip_padding(clf64)
 tg = cv.convolutionalize(twin).geometry
 x_scene = X[:1].double()
 with torch.no_grad():
-    xt = torch.randn(1, 3, tg.rf + 2 * tg.stride, tg.rf + tg.stride, dtype=torch.float64)
-    diff_unpadded = (cv.convolutionalize(twin)(xt) - cv.sliding_window(twin, xt, tg.rf, tg.stride)).abs().max().item()
+    xt = torch.randn(1, 3, tg.rf + 2 * tg.jump, tg.rf + tg.jump, dtype=torch.float64)
+    diff_unpadded = (cv.convolutionalize(twin)(xt) - cv.sliding_window(twin, xt, tg.rf, tg.jump)).abs().max().item()
     d64 = cv.convolutionalize(clf64)(x_scene)                                       # (1, 49, h, w)
-    windows, (hi, wi), (i0, j0) = cv.patches(x_scene, sg.rf, sg.stride, sg.offset)
-    inner = cv.sliding_window(twin, x_scene, sg.rf, sg.stride, sg.offset)
+    windows, (hi, wi), (i0, j0) = cv.patches(x_scene, sg.rf, sg.jump, sg.start)
+    inner = cv.sliding_window(twin, x_scene, sg.rf, sg.jump, sg.start)
     diff_interior = (d64[..., i0:i0 + hi, j0:j0 + wi] - inner).abs().max().item()
-    crops = cv.sliding_window(clf64, x_scene, crop, sg.stride)                     # (1, 49, h, w)
+    crops = cv.sliding_window(clf64, x_scene, crop, sg.jump)                     # (1, 49, h, w)
 diff_crop = (d64 - crops).abs()
 agree = (d64.argmax(1) == crops.argmax(1)).float().mean().item()
 print(f"1. unpadded net, every cell vs its {tg.rf}-px window:   max |Δlogit| = {diff_unpadded:.1e}")
@@ -343,8 +345,8 @@ Pd = d64.softmax(1)[0].float()
 def show_cell(i=0, j=0):
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 1.4]})
     a.imshow(viz.image_np(X[0]))
-    a.add_patch(plt.Rectangle((sg.stride * j - 0.5, sg.stride * i - 0.5), crop, crop, fill=False, ec="yellow", lw=2))
-    t, l = sg.stride * i - sg.offset, sg.stride * j - sg.offset
+    a.add_patch(plt.Rectangle((sg.jump * j - 0.5, sg.jump * i - 0.5), crop, crop, fill=False, ec="yellow", lw=2))
+    t, l = sg.jump * i + sg.start, sg.jump * j + sg.start
     a.add_patch(plt.Rectangle((l - 0.5, t - 0.5), sg.rf, sg.rf, fill=False, ec="white", lw=1, ls="--"))
     a.set_xlim(-0.5, scene_size - 0.5); a.set_ylim(scene_size - 0.5, -0.5); a.axis("off")
     a.set_title(f"cell ({i}, {j})")
@@ -382,7 +384,7 @@ run.savefig(figs[1], "cell_corner");
 # Caffe runs every convolution), the very GEMM the classifier's `nn.Linear` runs on a batch of windows.
 # On a CPU both paths compute it with oneDNN (`gemm="auto"`): PyTorch's default float32 product
 # goes to MKL, which on AMD processors runs its AVX2 code at well under half of oneDNN's AVX-512 rate
-# (`runtime.PackedGemm` says more). The backward pass uses PyTorch's own kernels.
+# (`fast.PackedGemm` says more). The backward pass uses PyTorch's own kernels.
 
 # %%
 viz.show_source(efficiency.dense_vs_naive)

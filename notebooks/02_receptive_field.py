@@ -61,7 +61,7 @@ from torch import nn
 from torchvision.models.googlenet import Inception
 
 import fcnlib
-from fcnlib import claims, data, exercises, paper, rf_check, tiers, viz
+from fcnlib import claims, data, exercises, field_algebra, paper, rf_check, tiers, viz
 from fcnlib import receptive_field as rf
 
 run = fcnlib.start_run("02_receptive_field", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -112,11 +112,12 @@ assert [(r, j, c) for _, r, j, c in by_hand] == [(x.rf, x.jump, x.centre) for x 
 viz.show_source(rf.compose)
 
 # %% [markdown]
-# and here it is applied to a convolution or pooling layer: unit $u$ reads units
-# $s u - p + d t$, $0 \le t < k$, of the map below, so its field is the union of theirs.
+# and here it is applied to a convolution or pooling layer (`fcnlib.field_algebra`, the per-layer
+# rules the graph walk uses): unit $u$ reads units $s u - p + d t$, $0 \le t < k$, of the map below,
+# so its field is the union of theirs.
 
 # %%
-viz.show_source(rf._Axis.window)
+viz.show_source(field_algebra.Axis.window)
 
 
 # %% [markdown]

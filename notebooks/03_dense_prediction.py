@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 import fcnlib
-from fcnlib import claims, data, exercises, metrics, sampling, stitch, tiers, upsample, viz, world
+from fcnlib import claims, data, exercises, metrics, runtime, sampling, stitch, tiers, upsample, viz, world
 from fcnlib.train import TrainConfig, train
 
 run = fcnlib.start_run("03_dense_prediction", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -152,7 +152,7 @@ Xv, Yv = world.scenes("val", n_val, seed=seed, size=size).tensors()
 fcn = world.fcn("32s").to(dev)
 net = fcn.coarse()                                     # input → score_fr, one nn.Sequential (stride 32)
 geo = stitch.geometry(net)
-print(geo, "centre", geo.centre)
+print(geo)
 t0 = time.perf_counter()
 feats = sampling.pool4_features(fcn, X)                # (N, C4, h4, w4); freezes conv1–conv4
 cache_s = time.perf_counter() - t0
@@ -166,7 +166,7 @@ loss = hists[0].loss + hists[1].loss
 train_time = hists[0].wall_time + hists[1].wall_time
 print(f"pool4 of {len(X)} scenes in {cache_s:.1f} s; {len(loss)} steps in {train_time:.1f} s, "
       f"loss {loss[0]:.3f} → {loss[-1]:.3f}")
-run.record(model={"net": "FCN-32s from the stand-in", "stride": geo.stride, "rf": geo.rf, "centre": geo.centre,
+run.record(model={"net": "FCN-32s from the stand-in", "stride": geo.jump, "rf": geo.rf, "centre": float(geo.centre),
                   "params": sum(p.numel() for p in net.parameters()), "trained": "above pool4 (conv1–4 frozen)"},
            training={"iters": list(iters), "lr": [c.lr for c in cfgs], "batch_size": cfgs[0].batch_size,
                      "n_train": n_train, "size": size, "time_s": train_time, "pool4_cache_s": cache_s,
@@ -289,7 +289,7 @@ viz.show_source(stitch.dense_scores)
 # %%
 rnet = stitch.rarefy(net)
 nets_f = {f: stitch.rarefy(net, keep_stride=f) for f in FACTORS}
-nets_f[geo.stride] = net                                       # stride 32: the model itself
+nets_f[geo.jump] = net                                       # stride 32: the model itself
 
 
 def predict(method, x, f=STITCH_F):
@@ -303,8 +303,8 @@ def predict(method, x, f=STITCH_F):
 n_show = min(3, n_val)
 with torch.no_grad():
     xb = Xv[:n_show].to(dev)
-    shown = {f"coarse (stride {geo.stride})": net(xb).argmax(1),
-             "bilinear ×32 (the FCN's own)": predict("deconv", xb, geo.stride).argmax(1),
+    shown = {f"coarse (stride {geo.jump})": net(xb).argmax(1),
+             "bilinear ×32 (the FCN's own)": predict("deconv", xb, geo.jump).argmax(1),
              f"shift-and-stitch (f = {STITCH_F})": predict("stitch", xb).argmax(1),
              "rarefied (one pass)": predict("rarefied", xb).argmax(1)}
 cols = ["image", "label"] + list(shown)
@@ -349,7 +349,7 @@ def mean_iu(fn):
 
 
 dense = labels(lambda x: predict("rarefied", x))                    # (n_val, H, W), kept for the check below
-quality = {f"deconv_f{geo.stride}": mean_iu(lambda x: predict("deconv", x, geo.stride)), "rarefied": scores(dense)}
+quality = {f"deconv_f{geo.jump}": mean_iu(lambda x: predict("deconv", x, geo.jump)), "rarefied": scores(dense)}
 for f in FACTORS:
     quality[f"deconv_f{f}"] = mean_iu(lambda x: predict("deconv", x, f))
 for k, v in quality.items():
@@ -381,20 +381,20 @@ if tier != "smoke":
 # and at f = 8 (conv1–conv3 run 64 times) it costs more.
 
 # %%
-viz.show_source(stitch.median_times)
+viz.show_source(runtime.median_times)
 
 # %%
 xt = Xv[:n_time].to(dev)
 ups = {f: upsample.upsample_layer(data.NUM_CLASSES, f, depthwise=True).to(dev) for f in nets_f}
-own = lambda: stitch.dense_scores(net, xt, "deconv", upsample=ups[geo.stride])  # noqa: E731
-own_flops = stitch.flop_count(own) / len(xt)
+own = lambda: stitch.dense_scores(net, xt, "deconv", upsample=ups[geo.jump])  # noqa: E731
+own_flops = runtime.flop_count(own) / len(xt)
 cost = {}
 for f in FACTORS:
     fns = {"stitch": lambda: stitch.dense_scores(nets_f[f], xt, "stitch", chunk=4),
            "rarefied": lambda: stitch.dense_scores(net, xt, "rarefied", rnet=rnet),
            "deconv": lambda: stitch.dense_scores(nets_f[f], xt, "deconv", upsample=ups[f])}
-    flops = {k: stitch.flop_count(fn) / len(xt) for k, fn in fns.items()}
-    secs = stitch.median_times({**fns, "own": own}, dev, reps=reps)
+    flops = {k: runtime.flop_count(fn) / len(xt) for k, fn in fns.items()}
+    secs = runtime.median_times({**fns, "own": own}, dev, reps=reps)
     cost[f] = {"flops": flops, "seconds": {k: v / len(xt) for k, v in secs.items() if k != "own"},
                "flops_ratio_stitch_over_rarefied": flops["stitch"] / flops["rarefied"],
                "flops_ratio_stitch_over_own": flops["stitch"] / own_flops,
@@ -429,7 +429,7 @@ run.savefig(fig, "cost")
 # rarefaction costs and buys over the model's own ×32 upsampling, on the same trained net.
 
 # %%
-base = quality[f"deconv_f{geo.stride}"]["mean_iu"]
+base = quality[f"deconv_f{geo.jump}"]["mean_iu"]
 f_cheap = min(FACTORS, key=lambda f: cost[f]["flops"]["stitch"])
 finding = {}
 for name, q, c in (("stitch", quality["rarefied"], cost[f_cheap]["flops"]["stitch"]),  # the same map

@@ -116,7 +116,7 @@ assert torch.equal(grid.index(size), grid100.index(size)), "the two paddings mus
 cells_hw = grid.shape(size, size)
 cells_per_image = cells_hw[0] * cells_hw[1]
 owned = torch.bincount(grid.index(size)).tolist()
-print(f"stride {grid.stride}, cell 0 centred at {float(grid.centre)} px (pad {pad}; "
+print(f"stride {grid.jump}, cell 0 centred at {float(grid.centre)} px (pad {pad}; "
       f"{float(grid100.centre)} px with pad 100), receptive field {grid.rf} px")
 print(f"a {size}-px image is owned by {cells_hw[0]}×{cells_hw[1]} cells, "
       f"rows/columns of {owned} px each")
@@ -127,7 +127,7 @@ def step_time(net, reps=2):
 pad_cost = step_time(fcn100) / step_time(copy.deepcopy(base))
 print(f"a training step costs {pad_cost:.1f}× more with conv1 padded by 100 than by {pad}")
 del fcn100
-run.record(grid={"stride": grid.stride, "centre": float(grid.centre), "centre_pad100": float(grid100.centre),
+run.record(grid={"stride": grid.jump, "centre": float(grid.centre), "centre_pad100": float(grid100.centre),
                  "rf": grid.rf, "cells_per_image": cells_per_image, "pixels_per_cell_row": owned, "pad": pad,
                  "step_cost_pad100_over_pad": pad_cost})
 

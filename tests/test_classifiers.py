@@ -34,7 +34,7 @@ def test_shipped_weights_are_intact_and_trained(arch):
     if not shipped.exists():
         pytest.skip(f"{shipped.name} is not shipped yet")
     assert pretrain._checksums()[shipped.name] == paths.sha256(shipped)
-    model = pretrain.load(arch)
+    model = pretrain.pretrained(arch)
     spec = pretrain.SPECS[arch]
     X, Y = ObjectCrops("val", n=49 * 4, size=spec["model"]["crop"], **spec["crops"]).tensors()
     acc = classifiers.accuracy(model, X, Y)
@@ -45,7 +45,7 @@ def test_shipped_weights_are_intact_and_trained(arch):
 def test_missing_weights_message(tmp_path, monkeypatch):
     monkeypatch.setenv("FCN_DATA", str(tmp_path))
     with pytest.raises(tiers.MissingAssetError, match="python -m fcnlib.pretrain --arch vgg16") as err:
-        pretrain.load("vgg16")
+        pretrain.pretrained("vgg16")
     assert str(tmp_path / "pretrained" / "standin-vgg16.pt") in str(err.value)
     assert "git checkout -- data/pretrained/" in str(err.value) and "make pretrain" in str(err.value)
     assert not (tmp_path / "cache").exists()

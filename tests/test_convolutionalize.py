@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 from fcnlib import classifiers, paper
+from fcnlib import receptive_field as rf
 from fcnlib import convolutionalize as cv
 
 F64 = dict(rtol=0, atol=1e-9)
@@ -133,8 +134,8 @@ def test_geometry_matches_table1():
     t1 = paper.table1()
     for model, name in [(torchvision.models.alexnet(), "FCN-AlexNet"), (_narrow_vgg16(), "FCN-VGG16")]:
         g = cv.convolutionalize(model).geometry
-        assert g.rf == t1[name]["rf size"] and g.stride == t1[name]["max stride"], (name, g)
-    assert cv.convolutionalize(torchvision.models.alexnet()).geometry.offset == 2 + 2 * 8 + 3 * 16
+        assert g.rf == t1[name]["rf size"] and g.jump == t1[name]["max stride"], (name, g)
+    assert cv.convolutionalize(torchvision.models.alexnet()).geometry.start == -(2 + 2 * 8 + 3 * 16)
 
 
 @pytest.mark.parametrize("H,W", [(223, 223), (224, 224), (255, 300), (500, 500), (351, 257)])
@@ -149,7 +150,7 @@ def test_ceil_mode_pool_arithmetic():
     for k, s, p in [(3, 2, 0), (2, 2, 0), (3, 2, 1), (3, 3, 1)]:
         pool = nn.MaxPool2d(k, s, p, ceil_mode=True)
         for n in range(k, 40):
-            assert cv.output_size(nn.Sequential(pool), n) == pool(torch.zeros(1, 1, n, n)).shape[-1]
+            assert rf.output_size(nn.Sequential(pool), n) == pool(torch.zeros(1, 1, n, n)).shape[-1]
 
 
 def test_too_small_input_is_a_clear_error():
@@ -213,11 +214,11 @@ def test_unpadded_net_every_cell_is_the_classifier_on_its_window(build):
     model = cv.strip_padding(_randomize_biases(build().double().eval()))
     net = cv.convolutionalize(model)
     g = net.geometry
-    assert g.offset == 0 and net.min_size == g.rf
-    x = torch.randn(1, 3, g.rf + 2 * g.stride + 5, g.rf + g.stride, dtype=torch.float64)
+    assert g.start == 0 and net.min_size == g.rf
+    x = torch.randn(1, 3, g.rf + 2 * g.jump + 5, g.rf + g.jump, dtype=torch.float64)
     with torch.no_grad():
         dense = net(x)
-        naive = cv.sliding_window(model, x, g.rf, g.stride)
+        naive = cv.sliding_window(model, x, g.rf, g.jump)
     assert dense.shape == naive.shape == (1, model.classifier[-1].out_features, 3, 2)
     torch.testing.assert_close(dense, naive, **F64)
 
@@ -229,12 +230,12 @@ def test_padded_net_interior_cells_are_the_unpadded_classifier_on_their_window(b
     model = _randomize_biases(build().double().eval())
     net = cv.convolutionalize(model)
     g = net.geometry
-    H = g.rf + g.stride               # a span of stride + 1 window starts: at least one inside
-    x = torch.randn(1, 3, H, H + g.stride, dtype=torch.float64)
+    H = g.rf + g.jump               # a span of stride + 1 window starts: at least one inside
+    x = torch.randn(1, 3, H, H + g.jump, dtype=torch.float64)
     with torch.no_grad():
         dense = net(x)
-        windows, (h, w), (i0, j0) = cv.patches(x, g.rf, g.stride, g.offset)
-        naive = cv.sliding_window(cv.strip_padding(model), x, g.rf, g.stride, g.offset)
+        windows, (h, w), (i0, j0) = cv.patches(x, g.rf, g.jump, g.start)
+        naive = cv.sliding_window(cv.strip_padding(model), x, g.rf, g.jump, g.start)
     assert h >= 1 and w == h + 1 and windows.shape[-1] == g.rf
     assert dense.shape[-2] >= h + 2, "border cells (which see padding) exist on both sides"
     torch.testing.assert_close(dense[..., i0:i0 + h, j0:j0 + w], naive, **F64)
@@ -280,8 +281,8 @@ def test_geometry_follows_surgery_and_extra_layers():
     net = cv.convolutionalize(classifiers.vgg16_standin(width=0.0625, crop=64)).eval()
     assert net.min_size == 64
     net.features[0].padding = (100, 100)               # the reference FCN's conv1 padding
-    assert net.min_size == 1 and net.geometry.offset == 90 + 99   # conv1: 1 → 100
-    net.add_module("upscore", nn.ConvTranspose2d(21, 21, 64, 32))   # geometry unknown to this module
+    assert net.min_size == 1 and net.geometry.start == -(90 + 99)   # conv1: 1 → 100
+    net.add_module("upscore", nn.ConvTranspose2d(21, 21, 64, 32))   # an upsampling: sizes still follow
     with torch.no_grad():
         assert net(torch.zeros(1, 3, 16, 16)).shape[:2] == (1, 21)
     net.features[0].padding = (1, 1)

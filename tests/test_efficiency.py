@@ -12,6 +12,7 @@ from torch import nn
 from fcnlib import classifiers, paper
 from fcnlib import convolutionalize as cv
 from fcnlib import efficiency as ef
+from fcnlib import fast as fs
 from fcnlib import runtime
 
 needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
@@ -99,15 +100,12 @@ def test_caffe_geometry_is_the_papers_grid_and_leaves_the_original_alone():
 
 # ----------------------------------------------------------------------------- the oneDNN GEMM
 @needs_onednn
-@pytest.mark.parametrize("op", ["linear_pointwise", "mkldnn_linear"])
-def test_packed_gemm_equals_f_linear_and_follows_weight_changes(op, monkeypatch):
-    if op == "mkldnn_linear":                                        # the older PyTorch's path
-        monkeypatch.setattr(runtime, "_ONEDNN_LINEAR", None)
-    elif runtime._ONEDNN_LINEAR is None:
-        pytest.skip("this PyTorch has no prepacked oneDNN linear")
+def test_packed_gemm_equals_f_linear_and_follows_weight_changes():
+    if fs._ONEDNN_LINEAR is None:
+        pytest.skip("this PyTorch has no prepacked oneDNN linear (the plain path is tested below)")
     torch.manual_seed(0)
     lin = nn.Linear(300, 70)
-    fast = ef.OneDNNLinear.of(lin)
+    fast = fs.OneDNNLinear.of(lin)
     assert fast.weight is lin.weight and set(fast.state_dict()) == set(lin.state_dict())
     x = torch.randn(9, 300)
     with torch.inference_mode():
@@ -131,6 +129,25 @@ def test_packed_gemm_equals_f_linear_and_follows_weight_changes(op, monkeypatch)
         assert not fast.gemm.applies(x.double())
 
 
+@pytest.mark.parametrize("version", ["2.0.1", "1.13.1+cpu"])
+def test_without_the_private_ops_every_layer_runs_plain_f_linear(version, monkeypatch):
+    """Before ONEDNN_SINCE (or without the ops) the private oneDNN ops are never called: the packed
+    path does not apply and the layers are bit-identical to nn.Linear / nn.Conv2d."""
+    monkeypatch.setattr(torch, "__version__", version)
+    assert fs._onednn_linear_ops() is None
+    monkeypatch.setattr(fs, "_ONEDNN_LINEAR", None)
+    torch.manual_seed(0)
+    lin, x = nn.Linear(300, 70), torch.randn(9, 300)
+    packed = fs.OneDNNLinear.of(lin)
+    conv = cv.FCConv2d(16, 24, 3, padding=1).eval()
+    conv.gemm = fs.PackedGemm()
+    xc = torch.randn(2, 16, 7, 7)
+    with torch.inference_mode():
+        assert not packed.gemm.applies(x)
+        assert torch.equal(packed(x), lin(x))
+        torch.testing.assert_close(conv(xc), nn.functional.conv2d(xc, conv.weight, conv.bias, 1, 1), **F32)
+
+
 @needs_onednn
 @pytest.mark.parametrize("k,p,s,x_cl", [(6, 0, 1, True), (6, 0, 1, False), (3, 1, 2, True), (1, 0, 1, True)])
 def test_packed_fcconv_equals_the_convolution(k, p, s, x_cl):
@@ -138,7 +155,7 @@ def test_packed_fcconv_equals_the_convolution(k, p, s, x_cl):
     memory format between calls repacks in the other order (never reuses a stale packing)."""
     torch.manual_seed(0)
     m = cv.FCConv2d(16, 24, k, padding=p, stride=s).eval()
-    m.gemm = runtime.PackedGemm()
+    m.gemm = fs.PackedGemm()
     fmts = [torch.channels_last, torch.contiguous_format] if x_cl else [torch.contiguous_format, torch.channels_last]
     x = torch.randn(2, 16, 13, 11)
     with torch.inference_mode():
@@ -151,9 +168,9 @@ def test_packed_fcconv_equals_the_convolution(k, p, s, x_cl):
 def test_onednn_gemm_copies_and_keeps_every_output():
     model = classifiers.vgg16_standin(width=0.0625, crop=64).eval()
     net = cv.convolutionalize(model).eval()
-    fast_clf, fast_net = ef.onednn_gemm(model), ef.onednn_gemm(net)
+    fast_clf, fast_net = fs.onednn_gemm(model), fs.onednn_gemm(net)
     assert all(type(m) is nn.Linear for m in model.modules() if isinstance(m, nn.Linear)), "original untouched"
-    assert any(isinstance(m, ef.OneDNNLinear) for m in fast_clf.modules())
+    assert any(isinstance(m, fs.OneDNNLinear) for m in fast_clf.modules())
     assert all(m.gemm is not None for m in fast_net.modules() if isinstance(m, cv.FCConv2d))
     x = torch.randn(2, 3, 96, 96)
     with torch.inference_mode():

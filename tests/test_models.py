@@ -318,7 +318,7 @@ def test_coarse_net_is_the_score_fr_path(standin):
     with torch.no_grad():
         assert torch.equal(net(x), m.maps(x)["score_fr"])
     assert net[-1] is m.score_fr and net[0] is m.to_pool3
-    assert stitch.geometry(net).stride == m.map_geometry()["score_fr"][0] == 32
+    assert stitch.geometry(net).jump == m.map_geometry()["score_fr"][0] == 32
     with pytest.raises(ValueError, match="pool4 control"):
         transplant.fcn_from_classifier(standin, "pool4").coarse()
 

@@ -59,7 +59,7 @@ def test_checksum_mismatch_raises_and_never_retrains_or_uses_a_cache(data, tmp_p
     flip_byte(weights)
     actual = paths.sha256(weights)
     with pytest.raises(ValueError, match="does not match") as err:
-        pretrain.load("vgg16")
+        pretrain.pretrained("vgg16")
     msg = str(err.value)
     assert isinstance(err.value, pretrain.CorruptWeightsError)
     assert str(weights) in msg and expected in msg and actual in msg
@@ -70,7 +70,7 @@ def test_checksum_mismatch_raises_and_never_retrains_or_uses_a_cache(data, tmp_p
 def test_missing_weights_file_raises_missing_asset_error(data):
     (data / "pretrained" / "standin-vgg16.pt").unlink()
     with pytest.raises(FileNotFoundError, match="standin-vgg16.pt") as err:
-        pretrain.load("vgg16")
+        pretrain.pretrained("vgg16")
     assert isinstance(err.value, tiers.MissingAssetError)
     assert "git checkout -- data/pretrained/" in str(err.value) and "make pretrain" in str(err.value)
     assert not (data / "cache").exists()
@@ -80,12 +80,12 @@ def test_missing_sha256sums_or_entry_raises(data):
     sums = data / "pretrained" / "SHA256SUMS"
     sums.write_text("".join(l + "\n" for l in sums.read_text().splitlines() if "vgg16" not in l))
     with pytest.raises(ValueError, match="not listed in .*SHA256SUMS") as err:
-        pretrain.load("vgg16")
+        pretrain.pretrained("vgg16")
     assert "standin-vgg16.pt" in str(err.value) and "make pretrain" in str(err.value)
-    pretrain.load("alexnet")  # the other entry still verifies
+    pretrain.pretrained("alexnet")  # the other entry still verifies
     sums.unlink()
     with pytest.raises(tiers.MissingAssetError, match="SHA256SUMS"):
-        pretrain.load("alexnet")
+        pretrain.pretrained("alexnet")
 
 
 def test_unreadable_file_with_matching_checksum_raises(data):
@@ -94,14 +94,14 @@ def test_unreadable_file_with_matching_checksum_raises(data):
     sums = data / "pretrained" / "SHA256SUMS"
     sums.write_text(f"{paths.sha256(weights)}  {weights.name}\n")
     with pytest.raises(ValueError, match="cannot be read") as err:
-        pretrain.load("vgg16")
+        pretrain.pretrained("vgg16")
     assert str(weights) in str(err.value) and "make pretrain" in str(err.value)
 
 
 # --- defect 3: nothing creates the cache folder unless it writes there ---
 
 def test_load_and_cache_dir_create_no_cache_folder(data, tmp_path, monkeypatch):
-    model = pretrain.load("vgg16")
+    model = pretrain.pretrained("vgg16")
     assert model.info["arch"] == "vgg16" and not model.training
     assert not (data / "cache").exists(), "load() created data/cache/"
     monkeypatch.setenv("FCN_CACHE", str(tmp_path / "elsewhere"))
@@ -120,7 +120,7 @@ def test_shipped_weights_load_with_weights_only(data, monkeypatch, arch):
         calls.append(kwargs.get("weights_only"))
         return real_load(*args, **kwargs)
     monkeypatch.setattr(torch, "load", spy)
-    model = pretrain.load(arch)
+    model = pretrain.pretrained(arch)
     assert calls == [True]
     # the info holds plain values only (the shipped files recorded torch.__version__, a str subclass)
     assert type(model.info["torch"]) is str
@@ -147,14 +147,14 @@ def test_regenerate_verify_and_detect_a_flipped_byte(tiny, tmp_path, monkeypatch
     monkeypatch.setenv("FCN_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("FCN_CACHE", raising=False)
     monkeypatch.setattr(pretrain, "train_standin", lambda *a, **k: pytest.fail("load() retrained"))
-    model = pretrain.load("vgg16")
+    model = pretrain.pretrained("vgg16")
     for k, v in model.state_dict().items():
         assert torch.equal(v, saved["state_dict"][k].to(v.dtype)), k
     assert not (tmp_path / "data" / "cache").exists()
 
     flip_byte(weights)
     with pytest.raises(pretrain.CorruptWeightsError, match="does not match") as err:
-        pretrain.load("vgg16")
+        pretrain.pretrained("vgg16")
     assert str(weights) in str(err.value)
 
 

@@ -55,7 +55,7 @@ def scenes(n=12, size=32, classes=4, seed=0):
 def test_p1_loss_and_gradients_equal_whole_image_exactly(reduction):
     X, Y = scenes(4)
     grid = S.CellGrid.from_model(tiny_fcn(), 32)
-    keep = S.keep_mask(Y, grid, 1.0, torch.Generator().manual_seed(3))
+    keep = S.LossSampler(grid, 1.0, seed=3).mask(Y, 0)
     assert keep.all()
     grads = []
     for masked in (False, True):
@@ -106,7 +106,7 @@ def test_images_per_batch():
 
 
 def test_masks_depend_on_seed_and_step_only():
-    grid = S.CellGrid(32, Fraction(25, 2))
+    grid = S.CellGrid(rf=1, jump=32, centre=Fraction(25, 2))
     y = torch.zeros(5, 64, 64, dtype=torch.long)
     a, b = S.LossSampler(grid, 0.5, seed=3), S.LossSampler(grid, 0.5, seed=3)
     assert torch.equal(a(None, y, 7)[1], b(None, y, 7)[1])
@@ -127,7 +127,7 @@ def test_reference_fcn32s_grid_by_hand():
         if isinstance(m, nn.MaxPool2d):
             m.ceil_mode = True
     grid = S.CellGrid.from_model(net, 500)
-    assert (grid.stride, grid.centre, grid.rf) == (32, Fraction(25, 2), 404)
+    assert (grid.jump, grid.centre, grid.rf) == (32, Fraction(25, 2), 404)
     assert Fraction(32 * 3 + 31, 1) + Fraction(1, 2) - 19 == grid.centre + 32 * 3
     # a 64-px image: pixels 0-28 → cell 0, 29-60 → cell 1, 61-63 → cell 2
     assert grid.index(64).tolist() == [0] * 29 + [1] * 32 + [2] * 3
@@ -137,7 +137,7 @@ def test_reference_fcn32s_grid_by_hand():
 @pytest.mark.parametrize("stride,centre", [(32, Fraction(25, 2)), (8, Fraction(-3, 2)), (8, Fraction(4)),
                                            (4, Fraction(-7)), (16, Fraction(7, 2)), (5, Fraction(1, 3))])
 def test_index_route_equals_nearest_upsampling_route(stride, centre):
-    grid = S.CellGrid(stride, centre)
+    grid = S.CellGrid(rf=1, jump=stride, centre=centre)
     for H, W in [(64, 64), (33, 17), (7, 50)]:
         h, w = grid.shape(H, W)
         cells = torch.rand(3, h, w, generator=torch.Generator().manual_seed(H + W)) < 0.5
@@ -170,7 +170,7 @@ def test_owner_is_the_cell_with_the_largest_bilinear_weight():
 def test_mask_is_constant_on_each_cell():
     grid = S.CellGrid.from_model(tiny_fcn(), 32)
     y = torch.zeros(6, 32, 32, dtype=torch.long)
-    keep = S.keep_mask(y, grid, 0.5, torch.Generator().manual_seed(0))
+    keep = S.LossSampler(grid, 0.5).mask(y, 0)
     idx = grid.index(32)
     for n in range(6):
         for a in idx.unique():
@@ -198,8 +198,8 @@ def test_patch_centre_cell_equals_the_whole_image_cell():
     owned = grid.index(40) + grid.cell_of(0)
     for m, (n, ci, cj) in enumerate(cells.tolist()):
         rows, cols = (owned == ci).nonzero()[:, 0], (owned == cj).nonzero()[:, 0]
-        patch_rows = rows - grid.stride * (ci - j)
-        patch_cols = cols - grid.stride * (cj - j)
+        patch_rows = rows - grid.jump * (ci - j)
+        patch_cols = cols - grid.jump * (cj - j)
         want = Y[n][rows][:, cols]
         assert torch.equal(labels[m][patch_rows][:, patch_cols], want)
 
@@ -240,7 +240,7 @@ def test_grid_of_a_course_fcn32s_is_read_along_its_paths():
     transplant = pytest.importorskip("fcnlib.transplant")
     net = transplant.fcn32s(width=0.125)
     grid = S.CellGrid.from_model(net, 64)
-    assert (grid.stride, grid.centre, grid.rf) == (32, Fraction(25, 2), 404)
+    assert (grid.jump, grid.centre, grid.rf) == (32, Fraction(25, 2), 404)
 
 
 def test_upsampling_matrix_equals_the_transposed_convolution_and_crop():

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fcnlib import runtime
 from fcnlib import stitch as st
 from fcnlib import upsample as up
 
@@ -70,12 +71,13 @@ def test_rarefied_filter_is_the_papers_formula_and_dilation(s):
 def test_geometry_and_rarefy_structure():
     net = strided_net(8, pad=1)
     g = st.geometry(net)
-    assert (g.stride, g.rf, g.start) == (8, 38, -15) and g.centre == 3.5
+    assert (g.jump, g.rf, g.start) == (8, 38, -15) and g.centre == 3.5
     r = st.rarefy(net)
-    assert st.geometry(r) == st.Geometry(1, 38, -15)  # same field, same centre, no stride
+    g = st.geometry(r)
+    assert (g.jump, g.rf, g.start) == (1, 38, -15)  # same field, same centre, no stride
     assert [k for k, _ in r.state_dict().items()] == [k for k, _ in net.state_dict().items()]
-    assert st.total_stride(net) == 8  # the original is left alone
-    assert st.total_stride(st.rarefy(net, keep_stride=4)) == 4
+    assert st.geometry(net).jump == 8  # the original is left alone
+    assert st.geometry(st.rarefy(net, keep_stride=4)).jump == 4
     assert st.geometry(st.rarefy(net, keep_stride=2)).rf == 38
     with pytest.raises(ValueError, match="keep_stride 3"):
         st.rarefy(net, keep_stride=3)
@@ -164,7 +166,7 @@ def test_partial_rarefaction_then_stitch(f):
     """Rarefying down to stride f', then stitching f'² shifts, gives the fully rarefied map."""
     net = strided_net(8, pad=1)
     part = st.rarefy(net, keep_stride=f)
-    assert st.total_stride(part) == f
+    assert st.geometry(part).jump == f
     H, W = 40, 44
     x = rand(H, W, seed=4)
     s = st.shift_and_stitch(part, x)
@@ -217,7 +219,7 @@ def test_dense_scores_sit_on_the_pixel_grid(f, keep):
         assert deconv.shape == x.shape
         assert (deconv - x)[inner].abs().max() < 1e-9
         assert g.centre % 1 == 0.5
-    off = g.centre - st.pixel_shift(net)  # the window centre of pixel q is q + off
+    off = float(g.centre) - st.pixel_shift(net)  # the window centre of pixel q is q + off
     assert -0.5 <= off < 0.5
     for method in ("stitch", "rarefied"):
         d = st.dense_scores(net, x, method)
@@ -232,7 +234,7 @@ def test_dense_scores_stitch_equals_rarefied_inside():
     n = 64 + s + max(0, g.rf - 1 - s + 2 * g.start)  # the frame dense_scores gives both
     # the rarefied net gets no extra f − 1 rows of fill here, so a stitched window must also end
     # before the frame does for every shift: the interior of a frame f − 1 smaller
-    iy, ix = st.interior(net, (n - g.stride + 1, n - g.stride + 1))
+    iy, ix = st.interior(net, (n - g.jump + 1, n - g.jump + 1))
     assert iy.stop > iy.start
     assert a.shape == b.shape == (1, 2, 64, 64)
     assert (a - b)[..., iy, ix].abs().max() < TOL
@@ -308,9 +310,9 @@ def test_flop_count_and_median_times():
     (s = 1) f² times and the 1×1 score layer (after all of f) once, like the rarefied net."""
     net = strided_net(4, pad=0).float()
     x = torch.randn(1, 3, 40, 40)
-    once = st.flop_count(net, x)
-    stitched = st.flop_count(st.shift_and_stitch, net, x)
-    dense = st.flop_count(st.rarefied_forward, st.rarefy(net), x, 4)
+    once = runtime.flop_count(net, x)
+    stitched = runtime.flop_count(st.shift_and_stitch, net, x)
+    dense = runtime.flop_count(st.rarefied_forward, st.rarefy(net), x, 4)
     assert once < dense < stitched < 16 * once + 1
-    t = st.median_times({"net": lambda: net(x), "dense": lambda: st.rarefy(net)(x)}, torch.device("cpu"), reps=2)
+    t = runtime.median_times({"net": lambda: net(x), "dense": lambda: st.rarefy(net)(x)}, torch.device("cpu"), reps=2)
     assert set(t) == {"net", "dense"} and all(v > 0 for v in t.values())

@@ -143,7 +143,7 @@ def test_hand_case(method):
 
 
 def test_block_counts_hand_case():
-    counts = ub.block_counts(torch.from_numpy(HAND), 2, 4)[0]  # (C, 3, 3)
+    counts = ub.block_counts(torch.from_numpy(HAND).long()[None], 2, 4)[0]  # (C, 3, 3)
     assert counts[:, 0, 0].tolist() == [0, 2, 1, 0]  # void not counted
     assert counts[:, 2, 2].tolist() == [1, 0, 0, 0]  # the 1×1 corner cell
     assert counts.sum().item() == (HAND != VOID).sum()

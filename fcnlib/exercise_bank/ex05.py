@@ -7,7 +7,7 @@ from .. import paper, sampling
 from ..exercises import expected, function
 
 # The reference FCN-32s (conv1 padded by 100, 7×7 fc6): stride 32, cell k centred at 12.5 + 32·k px.
-REFERENCE_GRID = sampling.CellGrid(32, Fraction(25, 2))
+REFERENCE_GRID = sampling.CellGrid(rf=1, jump=32, centre=Fraction(25, 2))
 PIXEL = 100
 TOY_LABELS = torch.tensor([[[0, 0, 0, 0, 1, 1]],
                            [[0, 0, 2, 2, 2, 255]],
