@@ -58,7 +58,7 @@ class ReferenceFCN8s(nn.Module):
 
 
 def _plain(m):
-    """A layer as its plain torch.nn type (convolutionalize's FCConv2d → nn.Conv2d, same weights)."""
+    """A layer as its plain torch.nn type (a Conv2d subclass such as fast.FCConv2d → nn.Conv2d, same weights)."""
     if isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
         c = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None)
         c.load_state_dict(m.state_dict())

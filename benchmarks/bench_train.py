@@ -4,12 +4,12 @@ against the plain eager step, measured side by side in one run.
     python benchmarks/bench_train.py [--device cpu|cuda] [--sizes 64 128] [--batch 10] [--reps 7]
 
 - **plain**: the step written out as a textbook has it — the net as Fig. 3 draws it (the final
-  bilinear upsampling of the whole score map by a transposed convolution, then the crop;
-  ``fast_upsample = False``), NCHW fp32 eager, ``torch.optim.SGD`` with the paper's recipe,
+  bilinear upsampling of the whole score map by a transposed convolution, then the crop: the plain
+  ``fcnlib.models.FCN``), NCHW fp32 eager, ``torch.optim.SGD`` with the paper's recipe,
   ``F.cross_entropy``.
 - **+ windowed upsampling**: the same with the course's final upsampling — only the cells that reach
-  the image, as two matrix products per channel (``models.upsample_window``; the same sums).
-- **course**: what ``fcnlib.train.train`` runs — that, with the model prepared by
+  the image, as two matrix products per channel (``fcnlib.fast.windowed_upsampling``; the same sums).
+- **course**: what ``fcnlib.train.train`` runs — windowed upsampling, with the model prepared by
   ``fcnlib.runtime.prepare_model`` (channels_last), the batch made channels_last,
   ``fcnlib.train.sgd_step`` (bf16 autocast on CUDA).
 
@@ -21,12 +21,13 @@ forward 1.08× after 37 s of compiling (not worth it for minutes-long trainings)
 CPU 1.0× (the stand-in's layers are too narrow for the CPU's bf16 units to pay).
 """
 import argparse
+import contextlib
 import copy
 
 import torch
 import torch.nn.functional as F
 
-from fcnlib import data, pretrain, runtime, train, transplant, world
+from fcnlib import data, fast, pretrain, runtime, train, transplant, world
 
 
 def main():
@@ -53,7 +54,6 @@ def main():
             return torch.optim.SGD(train.param_groups(model, 0.01, 5e-4), lr=0.01, momentum=0.9, **kw)
 
         plain = copy.deepcopy(start).to(device).train()
-        plain.fast_upsample = False
         opt_plain = sgd(plain)
         windowed = copy.deepcopy(start).to(device).train()
         opt_windowed = sgd(windowed)
@@ -69,7 +69,10 @@ def main():
         fns = {"plain": plain_step,
                "course": lambda: train.sgd_step(course, opt_course, X, Y, device=device),
                "+ windowed upsampling": lambda: plain_step(windowed, opt_windowed)}
-        times = runtime.median_times(fns, device, reps=args.reps, warmup=2, grad=True)
+        with contextlib.ExitStack() as stack:   # the windowed paths, as fcnlib.train runs them
+            for model in (windowed, course):
+                stack.enter_context(fast.windowed_upsampling(model))
+            times = runtime.median_times(fns, device, reps=args.reps, warmup=2, grad=True)
         flops = 3 * runtime.flop_count(plain, X)      # forward + backward ≈ 3 × forward
         print(f"\n{size}×{size} px: forward+backward ≈ {flops / 1e9:.1f} GFLOP per step")
         for name, t in times.items():

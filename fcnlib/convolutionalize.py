@@ -35,84 +35,12 @@ from . import receptive_field as rf
 from .receptive_field import Geometry, GeometryError
 
 
-class FCConv2d(nn.Conv2d):
-    """A fully connected layer as a convolution: an ``nn.Conv2d`` (same weights, same results) that on
-    a CPU computes itself as im2col + one matrix product, the way Caffe runs every convolution.
-
-    Why: its kernel is huge (fc6: 4096×256×6×6, 151 MB) and its output small, a shape CPU convolution
-    kernels handle badly (oneDNN re-lays out the whole kernel on every call: several times slower than
-    the product). As a product it runs the very GEMM the classifier's ``nn.Linear`` runs on a batch of
-    windows, so dense-vs-naive timings compare shared work, not two kernels. On a GPU, cuDNN's own
-    convolution is used (it needs no im2col copy). ``gemm`` (None, or a ``fcnlib.fast.PackedGemm`` set by
-    ``fcnlib.fast.onednn_gemm``) computes that product with oneDNN in inference. It takes what
-    ``nn.Conv2d`` takes (an unbatched (C, H, W) image, an empty batch) and refuses what it refuses
-    (too few pixels for the kernel, another channel count) with a ValueError that says what to do.
-    """
-    gemm = None
-
-    def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            if x.dim() == 3 and x.shape[0] == self.in_channels:  # unbatched (C, H, W), as nn.Conv2d takes it
-                return self.forward(x.unsqueeze(0)).squeeze(0)     # (out, h, w)
-            self._refuse(x)
-        if (x.device.type != "cpu" or self.groups != 1 or self.padding_mode != "zeros"
-                or isinstance(self.padding, str)):
-            return super().forward(x)
-        (k, _), (d, _), (p, _), (s, _) = self.kernel_size, self.dilation, self.padding, self.stride
-        N, C, H, W = x.shape
-        h, w = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
-        if h < 1 or w < 1:
-            self._refuse(x)
-        if N == 0:
-            return super().forward(x)                               # (0, out, h, w), as nn.Conv2d gives
-        packed = self.gemm is not None and self.gemm.applies(x)
-        # column order: (C, k, k) as flatten has it, or (k, k, C), which a channels-last tensor holds
-        # contiguously; the product reads the kernel in the same order (a view when the kernel is
-        # channels-last; oneDNN's packed copy is made once in whichever order is used)
-        cl = (x if packed else self.weight).is_contiguous(memory_format=torch.channels_last)
-        kkc = k > 1 and cl
-        if k == 1 and p == 0 and s == 1:
-            rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)                # (N·L, C)
-        elif kkc and d == 1:
-            xp = (nn.functional.pad(x, (p,) * 4) if p else x).permute(0, 2, 3, 1)  # (N, H+2p, W+2p, C)
-            windows = xp.unfold(1, k, s).unfold(2, k, s)                       # (N, h, w, C, k, k), a view
-            rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(N * h * w, -1)    # (N·L, k·k·C)
-        else:
-            cols = nn.functional.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, C·k·k, L)
-            if kkc:
-                cols = cols.view(N, C, k * k, -1).transpose(1, 2)              # (N, k·k, C, L)
-            rows = cols.reshape(N, -1, h * w).transpose(1, 2).reshape(N * h * w, -1)  # (N·L, C·k·k)
-        weight = self.weight.permute(0, 2, 3, 1) if kkc else self.weight       # (out, k, k, C) | (out, C, k, k)
-        if packed:
-            y = self.gemm(rows, weight, self.bias)                              # (N·L, out), oneDNN
-        else:
-            y = nn.functional.linear(rows.contiguous(), weight.reshape(len(weight), -1), self.bias)
-        return y.view(N, h, w, -1).permute(0, 3, 1, 2)     # (N, out, h, w), channels-last strides
-
-    def _refuse(self, x):
-        """The ValueError for an input nn.Conv2d would refuse, saying what was wrong and what to do."""
-        shape = tuple(x.shape)
-        if x.dim() not in (3, 4):
-            raise ValueError(f"{type(self).__name__} takes (N, C, H, W) or unbatched (C, H, W) input, got "
-                             f"shape {shape}: add or remove the batch dimension")
-        if x.shape[-3] != self.in_channels:
-            raise ValueError(f"input {shape} has {x.shape[-3]} channels but this layer reads {self.in_channels} "
-                             "(its weight is (out, C, k, k)): feed it the feature map it was made for "
-                             "(fc6 reads the last convolution's output)")
-        (kh, kw), (dh, dw), (ph, pw) = self.kernel_size, self.dilation, self.padding
-        kh, kw = dh * (kh - 1) + 1, dw * (kw - 1) + 1                  # the dilated kernel's extent
-        H, W = x.shape[-2:]
-        raise ValueError(f"input {H}×{W} is smaller than this layer's {kh}×{kw} kernel (padding {ph}, {pw}): "
-                         f"it needs at least {max(kh - 2 * ph, 1)}×{max(kw - 2 * pw, 1)} px; pad or resize "
-                         "the input (or the image it comes from)")
-
-
 def linear_to_conv(linear: nn.Linear, in_channels: int, kernel_size: int) -> nn.Conv2d:
     """The k×k convolution computing ``linear`` on a C×k×k map (weights copied; flatten is C-major)."""
     C, k = in_channels, kernel_size
     if linear.in_features != C * k * k:
         raise ValueError(f"{linear} takes {linear.in_features} inputs, not C·k·k = {C}·{k}·{k} = {C * k * k}")
-    conv = FCConv2d(C, linear.out_features, k, bias=linear.bias is not None,
+    conv = nn.Conv2d(C, linear.out_features, k, bias=linear.bias is not None,
                     device=linear.weight.device, dtype=linear.weight.dtype)
     with torch.no_grad():
         conv.weight.copy_(linear.weight.view(linear.out_features, C, k, k))  # (out, C·k·k) → (out, C, k, k)

@@ -26,7 +26,7 @@ from torch import nn
 
 from . import runtime
 from .convolutionalize import caffe_arithmetic, convolutionalize, patches
-from .fast import onednn_gemm
+from .fast import fc_as_gemm, onednn_gemm
 
 GEOMETRIES = ("torchvision", "caffe")
 GEMMS = ("auto", "default", "onednn")
@@ -87,7 +87,7 @@ def dense_vs_naive(classifier: nn.Module, size: int = 500, patch: int | None = N
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     clf = caffe_geometry(classifier) if geometry == "caffe" else copy.deepcopy(classifier)
     clf = clf.to(device).eval().to(memory_format=fmt)
-    net = convolutionalize(clf).eval().to(memory_format=fmt)
+    net = fc_as_gemm(convolutionalize(clf)).eval().to(memory_format=fmt)  # fc6–fc8 as the Linears' GEMM
     if gemm == "onednn":
         clf, net = onednn_gemm(clf), onednn_gemm(net)
     (h, w), stride = net.grid(size), net.geometry.jump

@@ -5,6 +5,11 @@ module wraps them for speed and is never imported by them.
 
 - ``optimize_for_inference(model)``: the compiled channels_last version ``benchmarks/bench_fcn.py``
   measures against the eager model.
+- ``windowed_upsampling(model)``: a ``with`` block in which an FCN's final upsampling computes only
+  the window its crop keeps (:func:`upsample_window`): the training loop runs in one.
+- ``fc_as_gemm(model)``: a copy whose convolutionalized fully connected layers run as im2col + one
+  GEMM (:class:`FCConv2d`), as the classifier's ``nn.Linear`` runs on a batch of windows: §3.1's
+  dense-versus-naive timing then compares shared work, not two kernels.
 - ``onednn_gemm(model)``: a copy whose fully connected layers run their CPU inference product on
   oneDNN's prepacked inner product (:class:`PackedGemm`), as §3.1's dense-versus-naive timing uses
   for both paths. The ops are private to PyTorch: they are used only from :data:`ONEDNN_SINCE` on and
@@ -12,14 +17,17 @@ module wraps them for speed and is never imported by them.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 import warnings
 
 import torch
 from torch import nn
 
-from .convolutionalize import FCConv2d
+from .models import FCN
 from .runtime import autocast, pick_device
+from .upsample import separable_kernel, upsample_separable
 
 
 class _Fallback(nn.Module):
@@ -97,6 +105,143 @@ def optimize_for_inference(model: nn.Module, device="cpu", compile: bool = True)
                       stacklevel=2)
         return infer
     return _Infer(_Fallback(compiled, eager))
+
+
+# ---------------------------------------------------------------- the final upsampling, windowed
+def upsample_window(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -> torch.Tensor:
+    """``Crop(offset)(up(score), like)`` for a (N, K, h, w) ``score`` and ``like`` of ``size`` (H, W),
+    computed on the input cells that reach the kept window only — the same sums, so the same numbers.
+
+    With conv1 padded by 100 the upsampled map is mostly padding (a 64-px image: 312² outputs, of
+    which 64² are kept); the kept rows [o, o + H) get contributions from cells k with
+    k·f ≤ p < k·f + kernel only. Upsampling those cells alone is 30× faster on a CPU. A fixed
+    bilinear ``up`` (the final upsampling) is computed as two matrix products per channel
+    (``upsample.upsample_separable``): the same sums in another order, equal to float rounding, and
+    ``benchmarks/bench_train.py`` measures what it saves a training step.
+    """
+    w = separable_kernel(up)
+    if w is not None:
+        return upsample_separable(score, up, offset, size, kernel=w)
+    f, kern = up.stride[0], up.kernel_size[0]
+    (oh, ow), (H, W) = offset, size
+    rows = (max(0, -(-(oh - kern + 1) // f)), min(score.shape[-2] - 1, (oh + H - 1) // f))
+    cols = (max(0, -(-(ow - kern + 1) // f)), min(score.shape[-1] - 1, (ow + W - 1) // f))
+    y = up(score[..., rows[0]:rows[1] + 1, cols[0]:cols[1] + 1])   # (N, K, (m + 1)·f, …)
+    top, left = oh - rows[0] * f, ow - cols[0] * f
+    if top + H > y.shape[-2] or left + W > y.shape[-1]:
+        raise ValueError(f"the ×{f} upsampled scores do not cover the {H}×{W} input at offset {offset}")
+    return y[..., top:top + H, left:left + W]
+
+
+class WindowedFCN(FCN):
+    """An :class:`fcnlib.models.FCN` whose final upsampling is :func:`upsample_window` (same numbers
+    to float rounding). Made only by :func:`windowed_upsampling`, for the duration of its block."""
+
+    def upsample(self, score, x):
+        return upsample_window(score, self.upscore, self.crop.offset, x.shape[-2:])  # (N, K, H, W)
+
+
+@contextlib.contextmanager
+def windowed_upsampling(model: nn.Module):
+    """Within the block, every :class:`fcnlib.models.FCN` in ``model`` (``model`` itself included)
+    computes its final ×f upsampling only on the window its crop keeps. Each FCN's class is swapped
+    for :class:`WindowedFCN` — a subclass that adds no state, so parameters, buffers, the state_dict
+    and hooks stay as they are (the way ``torch.nn.utils.parametrize`` gives a module a subclass) —
+    and put back on the way out. On a CPU it makes a training step of the course's FCN-8s about 20%
+    cheaper (``benchmarks/bench_train.py``); evaluation gains little."""
+    fcns = [m for m in model.modules() if type(m) is FCN]
+    for m in fcns:
+        m.__class__ = WindowedFCN
+    try:
+        yield model
+    finally:
+        for m in fcns:
+            m.__class__ = FCN
+
+
+# ---------------------------------------------------------------- fc layers as one GEMM
+class FCConv2d(nn.Conv2d):
+    """A convolutionalized fully connected layer (:func:`fcnlib.convolutionalize.linear_to_conv`) that
+    on a CPU computes itself as im2col + one matrix product, the way Caffe runs every convolution: an
+    ``nn.Conv2d`` (same weights, same results to float rounding). :func:`fc_as_gemm` puts it in.
+
+    Why: its kernel is huge (fc6: 4096×256×6×6, 151 MB) and its output small, a shape CPU convolution
+    kernels handle badly (oneDNN re-lays out the whole kernel on every call: several times slower than
+    the product). As a product it runs the very GEMM the classifier's ``nn.Linear`` runs on a batch of
+    windows, so dense-vs-naive timings compare shared work, not two kernels. On a GPU, cuDNN's own
+    convolution is used (it needs no im2col copy). ``gemm`` (None, or a :class:`PackedGemm` set by
+    :func:`onednn_gemm`) computes that product with oneDNN in inference. It takes what
+    ``nn.Conv2d`` takes (an unbatched (C, H, W) image, an empty batch) and refuses what it refuses
+    (too few pixels for the kernel, another channel count) with a ValueError that says what to do.
+    """
+    gemm = None
+
+    def forward(self, x):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            if x.dim() == 3 and x.shape[0] == self.in_channels:  # unbatched (C, H, W), as nn.Conv2d takes it
+                return self.forward(x.unsqueeze(0)).squeeze(0)     # (out, h, w)
+            self._refuse(x)
+        if (x.device.type != "cpu" or self.groups != 1 or self.padding_mode != "zeros"
+                or isinstance(self.padding, str)):
+            return super().forward(x)
+        (k, _), (d, _), (p, _), (s, _) = self.kernel_size, self.dilation, self.padding, self.stride
+        N, C, H, W = x.shape
+        h, w = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
+        if h < 1 or w < 1:
+            self._refuse(x)
+        if N == 0:
+            return super().forward(x)                               # (0, out, h, w), as nn.Conv2d gives
+        packed = self.gemm is not None and self.gemm.applies(x)
+        # column order: (C, k, k) as flatten has it, or (k, k, C), which a channels-last tensor holds
+        # contiguously; the product reads the kernel in the same order (a view when the kernel is
+        # channels-last; oneDNN's packed copy is made once in whichever order is used)
+        cl = (x if packed else self.weight).is_contiguous(memory_format=torch.channels_last)
+        kkc = k > 1 and cl
+        if k == 1 and p == 0 and s == 1:
+            rows = x.permute(0, 2, 3, 1).reshape(N * H * W, C)                # (N·L, C)
+        elif kkc and d == 1:
+            xp = (nn.functional.pad(x, (p,) * 4) if p else x).permute(0, 2, 3, 1)  # (N, H+2p, W+2p, C)
+            windows = xp.unfold(1, k, s).unfold(2, k, s)                       # (N, h, w, C, k, k), a view
+            rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(N * h * w, -1)    # (N·L, k·k·C)
+        else:
+            cols = nn.functional.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, C·k·k, L)
+            if kkc:
+                cols = cols.view(N, C, k * k, -1).transpose(1, 2)              # (N, k·k, C, L)
+            rows = cols.reshape(N, -1, h * w).transpose(1, 2).reshape(N * h * w, -1)  # (N·L, C·k·k)
+        weight = self.weight.permute(0, 2, 3, 1) if kkc else self.weight       # (out, k, k, C) | (out, C, k, k)
+        if packed:
+            y = self.gemm(rows, weight, self.bias)                              # (N·L, out), oneDNN
+        else:
+            y = nn.functional.linear(rows.contiguous(), weight.reshape(len(weight), -1), self.bias)
+        return y.view(N, h, w, -1).permute(0, 3, 1, 2)     # (N, out, h, w), channels-last strides
+
+    def _refuse(self, x):
+        """The ValueError for an input nn.Conv2d would refuse, saying what was wrong and what to do."""
+        shape = tuple(x.shape)
+        if x.dim() not in (3, 4):
+            raise ValueError(f"{type(self).__name__} takes (N, C, H, W) or unbatched (C, H, W) input, got "
+                             f"shape {shape}: add or remove the batch dimension")
+        if x.shape[-3] != self.in_channels:
+            raise ValueError(f"input {shape} has {x.shape[-3]} channels but this layer reads {self.in_channels} "
+                             "(its weight is (out, C, k, k)): feed it the feature map it was made for "
+                             "(fc6 reads the last convolution's output)")
+        (kh, kw), (dh, dw), (ph, pw) = self.kernel_size, self.dilation, self.padding
+        kh, kw = dh * (kh - 1) + 1, dw * (kw - 1) + 1                  # the dilated kernel's extent
+        H, W = x.shape[-2:]
+        raise ValueError(f"input {H}×{W} is smaller than this layer's {kh}×{kw} kernel (padding {ph}, {pw}): "
+                         f"it needs at least {max(kh - 2 * ph, 1)}×{max(kw - 2 * pw, 1)} px; pad or resize "
+                         "the input (or the image it comes from)")
+
+
+def fc_as_gemm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose convolutionalized fully connected layers (the ``nn.Conv2d`` children
+    named fc6, fc7, fc8, … that :func:`fcnlib.convolutionalize.convolutionalize` makes) are
+    :class:`FCConv2d`: same parameters and state_dict keys, computed as im2col + GEMM on a CPU."""
+    model = copy.deepcopy(model)
+    for name, m in model.named_modules():
+        if type(m) is nn.Conv2d and re.fullmatch(r"fc\d+", name.rsplit(".", 1)[-1]):
+            m.__class__ = FCConv2d          # a subclass that adds no state: the layer itself, rerouted
+    return model
 
 
 # ---------------------------------------------------------------- oneDNN's GEMM for fc layers

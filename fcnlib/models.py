@@ -31,7 +31,7 @@ import torch
 from torch import fx, nn
 
 from . import receptive_field as rf
-from .upsample import fill_bilinear_, separable_kernel, upsample_layer, upsample_separable
+from .upsample import fill_bilinear_, upsample_layer
 
 VARIANTS = ("32s", "16s", "8s", "pool4")
 REFERENCE_PAD = 100  # conv1_1's padding in the reference implementation (PAPER-FACTS.md)
@@ -118,49 +118,39 @@ class FCN(nn.Module):
             coarse = p4 + [self.score_pool4]
         self.upscore, offset = _final_upsample(coarse, K, FINAL_FACTOR[variant])
         self.crop = rf.Crop(offset)
-        self.fast_upsample = True  # False: upscore then crop as two modules (for graph tracing)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x):
-        return self._run(x, None)
+    def forward(self, x):                                # (N, 3, H, W) → (N, K, H, W)
+        return self.maps(x)["final"]
 
     def maps(self, x) -> dict:
-        """Every score map of one forward pass: ``score_fr`` (stride 32, the coarse map), the
-        cropped skip scores and fused maps (``fuse_pool4`` stride 16, ``fuse_pool3`` stride 8),
-        and ``final`` (N, K, H, W)."""
-        out = {}
-        self._run(x, out)
-        return out
-
-    def _run(self, x, keep):
+        """Every score map of one forward pass, as Fig. 3 draws them: ``score_fr`` (stride 32, the
+        coarse map; ``score_pool4`` for the pool4 control), then per skip the upsampled map, the
+        cropped skip scores and their sum (``fuse_pool4`` stride 16, ``fuse_pool3`` stride 8), and
+        ``final`` (N, K, H, W)."""
         check_finite(x)
-        pool3 = self.to_pool3(x)                    # (N, C3, ~(H+198)/8, …) with pad 100
-        pool4 = self.to_pool4(pool3)                # (N, C4, …/16)
+        m = {}
+        pool3 = self.to_pool3(x)                                     # (N, C3, ~(H+198)/8, …) with pad 100
+        pool4 = self.to_pool4(pool3)                                 # (N, C4, …/16)
         if self.variant == "pool4":
-            score = self.score_pool4(pool4)         # (N, K, …/16)
+            m["score_pool4"] = score = self.score_pool4(pool4)       # (N, K, …/16)
         else:
-            score = self.score_fr(self.fc(self.to_pool5(pool4)))  # (N, K, h, w), stride 32
-        if keep is not None:
-            keep["score_fr" if self.variant != "pool4" else "score_pool4"] = score
+            m["score_fr"] = score = self.score_fr(self.fc(self.to_pool5(pool4)))  # (N, K, h, w), stride 32
         if self.variant in ("16s", "8s"):
-            up2 = self.upscore2(score)              # (N, K, 2h + 2, 2w + 2)
-            skip = self.crop_pool4(self.score_pool4(pool4), up2)
-            score = up2 + skip                      # fuse_pool4, stride 16
-            if keep is not None:
-                keep.update(upscore2=up2, score_pool4c=skip, fuse_pool4=score)
+            m["upscore2"] = up = self.upscore2(score)                # (N, K, 2h + 2, 2w + 2)
+            m["score_pool4c"] = skip = self.crop_pool4(self.score_pool4(pool4), up)
+            m["fuse_pool4"] = score = up + skip                      # stride 16
         if self.variant == "8s":
-            up4 = self.upscore_pool4(score)
-            skip = self.crop_pool3(self.score_pool3(pool3), up4)
-            score = up4 + skip                      # fuse_pool3, stride 8
-            if keep is not None:
-                keep.update(upscore_pool4=up4, score_pool3c=skip, fuse_pool3=score)
-        if self.fast_upsample:
-            out = upsample_window(score, self.upscore, self.crop.offset, x.shape[-2:])  # (N, K, H, W)
-        else:
-            out = self.crop(self.upscore(score), x)  # the same numbers, the whole map upsampled first
-        if keep is not None:
-            keep["final"] = out
-        return out
+            m["upscore_pool4"] = up = self.upscore_pool4(score)
+            m["score_pool3c"] = skip = self.crop_pool3(self.score_pool3(pool3), up)
+            m["fuse_pool3"] = score = up + skip                      # stride 8
+        m["final"] = self.upsample(score, x)                         # (N, K, H, W)
+        return m
+
+    def upsample(self, score, x):
+        """Fig. 3's last step: the fixed bilinear ×f upsampling of the scores, cropped to the input.
+        (:func:`fcnlib.fast.windowed_upsampling` computes only the cropped window, for training.)"""
+        return self.crop(self.upscore(score), x)                     # (N, K, H, W)
 
     def coarse(self) -> nn.Sequential:
         """The stride-32 path from the input to ``score_fr`` as one ``nn.Sequential`` sharing this
@@ -193,14 +183,14 @@ class FCN(nn.Module):
     def backbone_stages(self) -> list[dict]:
         """The backbone's downsampling layers in order (pool1 … pool5 for VGG16): name, stride (from
         the coordinate maps) and channels of the map each one outputs."""
-        layers = geometry_path([self.to_pool3, self.to_pool4, self.to_pool5])
+        layers = list(rf.leaves([self.to_pool3, self.to_pool4, self.to_pool5]))
         out, channels = [], None
         for i, m in enumerate(layers):
             if isinstance(m, nn.Conv2d):
                 channels = m.out_channels
             s = getattr(m, "stride", 1)
             if isinstance(m, (nn.MaxPool2d, nn.Conv2d)) and (s if isinstance(s, int) else s[0]) > 1:
-                stride = _coord_map(layers[:i + 1])[0]
+                stride = rf.coord_map(layers[:i + 1])[0]
                 out.append({"name": f"pool{len(out) + 1}" if isinstance(m, nn.MaxPool2d) else f"conv{len(out) + 1}",
                             "stride": int(stride), "channels": channels, "kernel": m.kernel_size
                             if isinstance(m.kernel_size, int) else m.kernel_size[0]})
@@ -209,7 +199,7 @@ class FCN(nn.Module):
     def map_geometry(self) -> dict:
         """``{map: (stride, centre)}``: input coordinate of unit u = stride · u + centre (Caffe's
         coord map; the crops move it), for every map of :meth:`maps`."""
-        g = {name: _coord_map(path) for name, path in self.paths().items()}
+        g = {name: rf.coord_map(path) for name, path in self.paths().items()}
         for skip, crop in (("score_pool4", "crop_pool4"), ("score_pool3", "crop_pool3")):
             if hasattr(self, crop):
                 s, c = g[skip]
@@ -228,6 +218,18 @@ class FCN(nn.Module):
         for key, name in (("pool4", "crop_pool4"), ("pool3", "crop_pool3"), ("final", "crop")):
             if hasattr(self, name):
                 out[key] = getattr(self, name).offset[0]
+        return out
+
+    def crop_paths(self) -> dict:
+        """``{crop: (bottom, reference)}``: the module paths from the input to the map each crop cuts
+        and to the map it is cut like (``[]``: the image) — ``pool4``, ``pool3`` (the skips) and
+        ``final``. :func:`fcnlib.receptive_field.crop_offset` of each gives :meth:`crop_offsets`."""
+        p, out = self.paths(), {}
+        if hasattr(self, "crop_pool4") and self.variant != "pool4":
+            out["pool4"] = (p["score_pool4"], p["upscore2"])
+        if hasattr(self, "crop_pool3"):
+            out["pool3"] = (p["score_pool3"], p["upscore_pool4"])
+        out["final"] = (p["upscore"], [])
         return out
 
     def describe(self) -> dict:
@@ -262,58 +264,8 @@ def check_finite(x: torch.Tensor) -> None:
                          "corrupt image, an uninitialized buffer), or torch.nan_to_num the input")
 
 
-def upsample_window(score: torch.Tensor, up: nn.ConvTranspose2d, offset, size) -> torch.Tensor:
-    """``Crop(offset)(up(score), like)`` for a (N, K, h, w) ``score`` and ``like`` of ``size`` (H, W),
-    computed on the input cells that reach the kept window only — the same sums, so the same numbers.
-
-    With conv1 padded by 100 the upsampled map is mostly padding (a 64-px image: 312² outputs, of
-    which 64² are kept); the kept rows [o, o + H) get contributions from cells k with
-    k·f ≤ p < k·f + kernel only. Upsampling those cells alone is 30× faster on a CPU. A fixed
-    bilinear ``up`` (the final upsampling) is computed as two matrix products per channel
-    (``upsample.upsample_separable``): the same sums in another order, equal to float rounding, and
-    ``benchmarks/bench_train.py`` measures what it saves a training step.
-    """
-    w = separable_kernel(up)
-    if w is not None:
-        return upsample_separable(score, up, offset, size, kernel=w)
-    f, kern = up.stride[0], up.kernel_size[0]
-    (oh, ow), (H, W) = offset, size
-    rows = (max(0, -(-(oh - kern + 1) // f)), min(score.shape[-2] - 1, (oh + H - 1) // f))
-    cols = (max(0, -(-(ow - kern + 1) // f)), min(score.shape[-1] - 1, (ow + W - 1) // f))
-    y = up(score[..., rows[0]:rows[1] + 1, cols[0]:cols[1] + 1])   # (N, K, (m + 1)·f, …)
-    top, left = oh - rows[0] * f, ow - cols[0] * f
-    if top + H > y.shape[-2] or left + W > y.shape[-1]:
-        raise ValueError(f"the ×{f} upsampled scores do not cover the {H}×{W} input at offset {offset}")
-    return y[..., top:top + H, left:left + W]
-
-
 def _first_conv(model) -> nn.Conv2d:
     return next(m for m in model.to_pool3.modules() if isinstance(m, nn.Conv2d))
-
-
-def geometry_path(path) -> list:
-    """``path`` flattened to layers whose geometry :mod:`fcnlib.receptive_field` reads: Sequentials
-    are opened, and a subclass of ``nn.Conv2d`` with its own forward (convolutionalize's ``FCConv2d``
-    computes fc6 as im2col + a matrix product, which torch.fx would trace into) is replaced by a
-    weightless ``nn.Conv2d`` of the same kernel, stride, padding and dilation."""
-    out = []
-    for m in path:
-        if type(m) is nn.Sequential:
-            out.extend(geometry_path(list(m)))
-        elif isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d:
-            out.append(nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                                 m.dilation, m.groups, m.bias is not None, device="meta"))
-        else:
-            out.append(m)
-    return out
-
-
-def _coord_map(path):
-    return rf.coord_map(geometry_path(path))
-
-
-def _crop_offset(bottom, reference) -> int:
-    return rf.crop_offset(geometry_path(bottom), geometry_path(reference))
 
 
 def _skip_offset(bottom: list, score: nn.Conv2d, reference: list) -> int:
@@ -323,22 +275,22 @@ def _skip_offset(bottom: list, score: nn.Conv2d, reference: list) -> int:
     is zero-padded by the missing cells (the least padding that fits the most input sizes of 1…160,
     from the layer arithmetic), and the crop is again computed by crop_offset. With conv1 padded
     (100, or :func:`equivalent_pad`) the padded cells lie in conv1's padding, away from the image."""
-    (sb, cb), (sr, cr) = _coord_map(bottom + [score]), _coord_map(reference)
+    (sb, cb), (sr, cr) = rf.coord_map(bottom + [score]), rf.coord_map(reference)
     raw = (cr - cb) / sb
     if sb != sr or raw.denominator != 1:
-        return _crop_offset(bottom + [score], reference)  # raises the GeometryError that says why
+        return rf.crop_offset(bottom + [score], reference)  # raises the GeometryError that says why
     first = max(0, -int(raw))
     best = None
     for pad in range(first, first + 9):   # the fewest sizes that do not fit, with the least padding
         score.padding = (pad, pad)
-        bad = len(rf.misaligned_sizes([(geometry_path(bottom + [score]), geometry_path(reference))],
+        bad = len(rf.misaligned_sizes([(bottom + [score], reference)],
                                       range(1, 161)))
         if best is None or bad < best[0]:
             best = (bad, pad)
         if bad == 0:
             break
     score.padding = (best[1], best[1])
-    return _crop_offset(bottom + [score], reference)
+    return rf.crop_offset(bottom + [score], reference)
 
 
 def _final_upsample(path: list, channels: int, factor: int):
@@ -348,7 +300,7 @@ def _final_upsample(path: list, channels: int, factor: int):
     for kernel in (2 * factor, 2 * factor - 1):
         up = fixed_upsample(channels, factor, kernel)
         try:
-            return up, _crop_offset(path + [up], [])
+            return up, rf.crop_offset(path + [up], [])
         except rf.GeometryError as e:
             err = err or e   # the kernel-2f error says more (e.g. a negative offset)
     raise rf.GeometryError(f"the final ×{factor} upsampling cannot be aligned with the image: {err}. "

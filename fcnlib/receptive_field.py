@@ -66,7 +66,7 @@ _SCALAR_METHODS = {"size", "dim", "numel"}
 # ------------------------------------------------------------------ the graph walk
 class Tracer(fx.Tracer):
     """Layers whose geometry is known are single nodes, subclasses included (a Conv2d subclass with
-    its own forward, e.g. convolutionalize's FCConv2d, is taken to be the convolution it declares)."""
+    its own forward, e.g. fcnlib.fast.FCConv2d, is taken to be the convolution it declares)."""
 
     def is_leaf_module(self, m, qualname):
         return isinstance(m, KNOWN + tuple(POINTWISE)) or super().is_leaf_module(m, qualname)
@@ -276,7 +276,7 @@ def crop_offset_between(model: nn.Module, bottom: str, reference: str, input_sha
 # ------------------------------------------------------------------ public API: chains
 def _chain(path: Sequence[nn.Module], input_size=None):
     st = start_axes(input_size)
-    for i, m in enumerate(_as_path(path)):
+    for i, m in enumerate(leaves(_as_path(path))):  # plain Sequentials opened: no tracing needed
         if not Tracer().is_leaf_module(m, ""):  # a container or a custom module: walk its graph
             graph = _graph(m)
             states, _ = _walk(m, graph, st)
@@ -356,21 +356,22 @@ def crop_offset(bottom_path: Sequence[nn.Module], reference_path: Sequence[nn.Mo
     return _crop(*_one(maps, None, "crop"), "crop")
 
 
-def _leaves(path):
+def leaves(path):
+    """The modules of ``path`` with plain ``nn.Sequential`` containers opened, in order."""
     for m in path:
-        yield from (_leaves(m) if type(m) is nn.Sequential else (m,))
+        yield from (leaves(m) if type(m) is nn.Sequential else (m,))
 
 
 def output_size(path: Sequence[nn.Module], input_size, _cache: dict | None = None) -> int:
     """Units along H at the end of ``path`` for an input of ``input_size`` (int or (H, W))
     (PyTorch's floor / ceil_mode arithmetic; GeometryError where a map would be empty)."""
     path = _as_path(path)
-    leaves = list(_leaves(path))
-    if not all(isinstance(m, (*POINTWISE, *WINDOWS, nn.ConvTranspose2d)) for m in leaves):
+    layers = list(leaves(path))
+    if not all(isinstance(m, (*POINTWISE, *WINDOWS, nn.ConvTranspose2d)) for m in layers):
         return _chain(path, input_size)[0].n
     n = input_size if isinstance(input_size, int) else tuple(input_size)[-2]
     cache = {} if _cache is None else _cache  # (layer, n in) → n out, shared by paths with a common trunk
-    for i, m in enumerate(leaves):  # sizes only: fast enough to sweep a thousand input sizes
+    for i, m in enumerate(layers):  # sizes only: fast enough to sweep a thousand input sizes
         key = (id(m), n)
         if key not in cache:
             cache[key] = size_after(m, n, 0, f"path[{i}] ({type(m).__name__})")

@@ -13,6 +13,8 @@ Public API (every builder returns an :class:`~fcnlib.models.FCN`, in train mode;
     standin_fcn(variant="32s", device="cpu", pad="equivalent", num_classes=None)  # the course's stand-in VGG16
     equivalent_pad(classifier) -> int                           # conv1 padding putting its grid on the reference's
     check_transplanted(model, probe=True, error=True) -> dict   # "why are all outputs zero?"
+    table1_nets(googlenet="caffe") -> dict                      # Table 1's three nets, geometry only (meta)
+    caffe_googlenet(g) -> g                                     # torchvision's GoogLeNet in the paper's geometry
 
 Staged surgery (FCN-32s → 16s → 8s) is :mod:`fcnlib.surgery`.
 """
@@ -24,13 +26,18 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
 
 from . import receptive_field as rf
 from .convolutionalize import caffe_arithmetic, convolutionalize
-from .models import FCN, REFERENCE_PAD, _coord_map, geometry_path
+from .models import FCN, REFERENCE_PAD
 from .surgery import freeze_backbone
 
+# torchvision's GoogLeNet modules from the input to inception5b: its convolutional trunk
+GOOGLENET_TRUNK = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+                   "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+                   "inception5a", "inception5b")
 TORCHVISION_WEIGHTS = {"vgg16": "vgg16-397923af.pth", "alexnet": "alexnet-owt-7be5be79.pth",
                        "googlenet": "googlenet-1378be20.pth"}
 
@@ -169,9 +176,7 @@ def fcn_googlenet(num_classes: int = 21, weights=None, pad: int = REFERENCE_PAD)
     """
     g, source = _torchvision_classifier("googlenet", weights)
     g.conv1.conv.padding = (pad, pad)
-    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-             "inception5a", "inception5b"]
+    names = GOOGLENET_TRUNK
     for n in names:
         if isinstance(getattr(g, n), nn.MaxPool2d):
             getattr(g, n).ceil_mode = True
@@ -179,6 +184,39 @@ def fcn_googlenet(num_classes: int = 21, weights=None, pad: int = REFERENCE_PAD)
     # cut after the layers reaching strides 8 (maxpool2 … inception3b) and 16 (maxpool3 … inception4e)
     return FCN(seq(names[:7]), seq(names[7:13]), seq(names[13:]), nn.Sequential(nn.Dropout(0.4)),
                num_classes, "32s", "googlenet", source, channels=(480, 832, 1024, 1024))
+
+
+def caffe_googlenet(g: nn.Module) -> nn.Module:
+    """In place: torchvision's GoogLeNet given the original (Caffe) geometry, which torchvision's
+    differs from: 5×5 convolutions in the "5×5" inception branch (torchvision's are 3×3), a 3×3
+    ceil-mode pool4 (2×2), and the 7×7 average pool ``pool5/7x7_s1`` (adaptive)."""
+    from torchvision.models.googlenet import Inception
+    for m in g.modules():
+        if isinstance(m, Inception):
+            c = m.branch3[1].conv
+            m.branch3[1].conv = nn.Conv2d(c.in_channels, c.out_channels, 5, padding=2, bias=False)
+    g.maxpool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+    g.avgpool = nn.AvgPool2d(7, stride=1)
+    return g
+
+
+def table1_nets(googlenet: str = "caffe") -> dict[str, nn.Module]:
+    """Table 1's three nets, geometry only (built on the meta device: no weights, no memory), as
+    ``nn.Sequential`` s of torchvision's modules: AlexNet and VGG16 convolutionalized and decapitated
+    (``features``, then fc6 as a 6×6 / 7×7 convolution and fc7 as a 1×1 one); GoogLeNet's trunk up to
+    inception5b and its average pool, in the Caffe geometry (``googlenet="caffe"``) or torchvision's."""
+    if googlenet not in ("caffe", "torchvision"):
+        raise ValueError(f"googlenet={googlenet!r}: use 'caffe' or 'torchvision'")
+    with torch.device("meta"):
+        dense = {name: convolutionalize(build(), decapitate=True) for name, build in
+                 (("FCN-AlexNet", torchvision.models.alexnet), ("FCN-VGG16", torchvision.models.vgg16))}
+        g = torchvision.models.googlenet(aux_logits=False, init_weights=False)
+    if googlenet == "caffe":
+        with torch.device("meta"):
+            caffe_googlenet(g)
+    nets = {name: nn.Sequential(OrderedDict(d.named_children())) for name, d in dense.items()}
+    nets["FCN-GoogLeNet"] = nn.Sequential(OrderedDict((n, getattr(g, n)) for n in GOOGLENET_TRUNK + ("avgpool",)))
+    return nets
 
 
 def equivalent_pad(classifier: nn.Module, reference_kernel: int = 7, reference_pad: int = REFERENCE_PAD) -> int:
@@ -191,11 +229,11 @@ def equivalent_pad(classifier: nn.Module, reference_kernel: int = 7, reference_p
     (a 64-px image is convolved at 104² instead of 264²). Computed from the coordinate maps.
     """
     dense = convolutionalize(classifier, decapitate=True)
-    feats = geometry_path(list(dense.features))
+    feats = list(dense.features)
     caffe_arithmetic(feats, pad=0)
     k = dense.fc6.kernel_size[0]
-    c_own = _coord_map(feats + [nn.Conv2d(1, 1, k, device="meta")])[1]
-    c_ref = _coord_map(feats + [nn.Conv2d(1, 1, reference_kernel, device="meta")])[1]
+    c_own = rf.coord_map(feats + [nn.Conv2d(1, 1, k, device="meta")])[1]
+    c_ref = rf.coord_map(feats + [nn.Conv2d(1, 1, reference_kernel, device="meta")])[1]
     pad = reference_pad + c_own - c_ref
     if pad.denominator != 1 or pad < 0:
         raise rf.GeometryError(f"no conv1 padding puts a {k}×{k} fc6's grid on the reference's (got {pad})")

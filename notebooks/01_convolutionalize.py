@@ -138,9 +138,9 @@ for name in s224:
 
 # %% [markdown]
 # At the native size, the convolutionalized net must give the classifier's logits. They can differ by
-# rounding at most — and here not even that: `convolutionalize` makes fc6–fc8 `FCConv2d`s, convolutions
-# that compute themselves as im2col + the very matrix product `nn.Linear` runs (section 5 says why),
-# so even in float32 the logits come out bit for bit the same.
+# rounding at most: fc6 as a convolution sums the same products as `nn.Linear` in another order. In
+# float64 that rounding is far below anything a prediction could notice; in float32 it is about 1e-6
+# of the logits' size.
 
 # %%
 a64 = copy.deepcopy(alexnet).double()
@@ -380,8 +380,9 @@ run.savefig(figs[1], "cell_corner");
 #
 # Everything but the method is held equal, so that the ratio measures shared work and nothing else:
 # the memory format (channels-last), the threads, windows cut before the clock starts, and the
-# **matrix product of the fully connected layers**: `FCConv2d` runs fc6 as im2col + one GEMM (the way
-# Caffe runs every convolution), the very GEMM the classifier's `nn.Linear` runs on a batch of windows.
+# **matrix product of the fully connected layers**: the dense net's fc6–fc8 run as im2col + one GEMM
+# (`fast.fc_as_gemm`, the way Caffe runs every convolution), the very GEMM the classifier's
+# `nn.Linear` runs on a batch of windows.
 # On a CPU both paths compute it with oneDNN (`gemm="auto"`): PyTorch's default float32 product
 # goes to MKL, which on AMD processors runs its AVX2 code at well under half of oneDNN's AVX-512 rate
 # (`fast.PackedGemm` says more). The backward pass uses PyTorch's own kernels.

@@ -48,8 +48,8 @@ solutions = False   # True: unattempted exercises are answered from the instruct
 results_dir = None  # None: <repo>/results (or $FCN_RESULTS)
 
 # %%
+import copy
 import time
-from collections import OrderedDict
 from fractions import Fraction
 
 import matplotlib.pyplot as plt
@@ -58,10 +58,9 @@ import torch
 import torchvision
 from IPython.display import Markdown, display
 from torch import nn
-from torchvision.models.googlenet import Inception
 
 import fcnlib
-from fcnlib import claims, data, exercises, field_algebra, paper, rf_check, tiers, viz
+from fcnlib import claims, data, exercises, field_algebra, models, paper, rf_check, tiers, transplant, viz
 from fcnlib import receptive_field as rf
 
 run = fcnlib.start_run("02_receptive_field", tier=tier, device=device, seed=seed, results_dir=results_dir)
@@ -139,32 +138,9 @@ viz.show_source(field_algebra.Axis.window)
 # the 7×7 average pool `pool5/7x7_s1`).
 
 # %%
-def head(c_in, k):
-    return [nn.Conv2d(c_in, 4096, k), nn.ReLU(), nn.Dropout(), nn.Conv2d(4096, 4096, 1), nn.ReLU(), nn.Dropout()]
-
-
-def googlenet(caffe):
-    with torch.device("meta"):
-        g = torchvision.models.googlenet(aux_logits=False, init_weights=False)
-        if caffe:
-            for m in g.modules():
-                if isinstance(m, Inception):
-                    conv = m.branch3[1].conv
-                    m.branch3[1].conv = nn.Conv2d(conv.in_channels, conv.out_channels, 5, padding=2, bias=False)
-            g.maxpool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-            g.avgpool = nn.AvgPool2d(7, stride=1)
-    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-             "inception5a", "inception5b", "avgpool"]
-    return nn.Sequential(OrderedDict((n, getattr(g, n)) for n in names))
-
-
-with torch.device("meta"):
-    nets = {"FCN-AlexNet": nn.Sequential(*torchvision.models.alexnet().features, *head(256, 6)),
-            "FCN-VGG16": nn.Sequential(*torchvision.models.vgg16().features, *head(512, 7))}
-nets["FCN-GoogLeNet"] = googlenet(caffe=True)
+nets = transplant.table1_nets()                          # meta device: geometry only
 fields = {name: rf.receptive_fields(net, 224) for name, net in nets.items()}
-tv_googlenet = rf.receptive_fields(googlenet(caffe=False), 224)
+tv_googlenet = rf.receptive_fields(transplant.table1_nets(googlenet="torchvision")["FCN-GoogLeNet"], 224)
 
 
 def layer_table(net, rows, paper_rf):
@@ -181,9 +157,8 @@ def layer_table(net, rows, paper_rf):
 
 
 for name in ("FCN-AlexNet", "FCN-VGG16"):
-    n_features = len(nets[name]) - 6
-    display(Markdown(f"**{name}**: layers 0–{n_features - 1} are torchvision's `features`, "
-                     f"then fc6 ({n_features}) and fc7 ({n_features + 3})"))
+    display(Markdown(f"**{name}**: torchvision's `features`, then `fc6` and `fc7` as convolutions "
+                     "(`convolutionalize`, decapitated)"))
     display(layer_table(nets[name], fields[name], table1[name]["rf size"]))
 
 # %% [markdown]
@@ -242,43 +217,20 @@ viz.show_source(rf.crop_offset)
 
 
 # %% [markdown]
-# The six offsets of the reference implementation, from layer paths built out of torchvision's
-# VGG16 modules (conv1_1 padding 100, ceil-mode pooling, fc6 7×7, score layers 1×1 to 21 classes,
-# upsampling by transposed convolutions of kernel 2f and stride f):
+# The six offsets of the reference implementation, derived again from the course's own full-width
+# VGG16 FCN-32s, -16s and -8s (`transplant.fcn32s()` …, built on the meta device: conv1_1 padding 100,
+# ceil-mode pooling, fc6 7×7, score layers 1×1 to 21 classes, upsampling by transposed convolutions of
+# kernel 2f and stride f). Each net names the two module paths of every crop it makes:
 
 # %%
-def vgg16_fcn_paths(pad=100, ceil=True):
-    with torch.device("meta"):
-        L = list(torchvision.models.vgg16().features)
-        L[0].padding = (pad, pad)
-        for m in L:
-            if isinstance(m, nn.MaxPool2d):
-                m.ceil_mode = ceil
-        up = lambda f: nn.ConvTranspose2d(21, 21, 2 * f, stride=f, bias=False)  # noqa: E731
-        p = {"score_pool3": L[:17] + [nn.Conv2d(256, 21, 1)], "score_pool4": L[:24] + [nn.Conv2d(512, 21, 1)],
-             "score_fr": L + head(512, 7) + [nn.Conv2d(4096, 21, 1)]}
-        p["upscore"] = p["score_fr"] + [up(32)]
-        p["upscore2"] = p["score_fr"] + [up(2)]
-        p["upscore16"] = p["upscore2"] + [up(16)]
-        p["upscore_pool4"] = p["upscore2"] + [up(2)]
-        p["upscore8"] = p["upscore_pool4"] + [up(8)]
-    return p
-
-
-def fcn_crops(p):
-    """(bottom, reference) of every crop of FCN-32s, -16s, -8s ([] is the image)."""
-    return {"fcn32s": {"final": (p["upscore"], [])},
-            "fcn16s": {"pool4": (p["score_pool4"], p["upscore2"]), "final": (p["upscore16"], [])},
-            "fcn8s": {"pool4": (p["score_pool4"], p["upscore2"]), "pool3": (p["score_pool3"], p["upscore_pool4"]),
-                      "final": (p["upscore8"], [])}}
-
-
-paths = vgg16_fcn_paths()
-crops = {net: {k: rf.crop_offset(b, r) for k, (b, r) in cs.items()} for net, cs in fcn_crops(paths).items()}
+with torch.device("meta"):                               # full-width VGG16 FCNs, geometry only
+    reference = {f"fcn{v}": getattr(transplant, f"fcn{v}")() for v in ("32s", "16s", "8s")}
+viz.show_source(models.FCN.crop_paths)
+crops = {net: {k: rf.crop_offset(b, r) for k, (b, r) in m.crop_paths().items()} for net, m in reference.items()}
 lines = ["| net | crop | offset (ours) | offset (reference) | bottom map: jump, centre | reference map: jump, centre |",
          "|---|---|---|---|---|---|"]
-for net, cs in fcn_crops(paths).items():
-    for k, (b, r) in cs.items():
+for net, m in reference.items():
+    for k, (b, r) in m.crop_paths().items():
         (jb, cb), (jr, cr) = rf.coord_map(b), rf.coord_map(r)
         lines.append(f"| {net} | {k} | {crops[net][k]} | {ref_crops[net][k]} | {jb}, {cb} | {jr}, {cr} |")
         run.compare(f"crop offset {net} {k}", crops[net][k], ref_crops[net][k], "px")
@@ -295,7 +247,17 @@ run.claim("s4.2.crops", ours=crops, paper=ref_crops, verdict=claims.exact(crops 
 # rows and columns at all.
 
 # %%
-p1 = vgg16_fcn_paths(pad=1)
+def with_layers(net, pad=100, ceil=True):
+    """A copy of ``net`` with conv1_1 padded by ``pad`` and every max pooling in ceil (or floor) mode."""
+    net = copy.deepcopy(net)
+    next(m for m in net.modules() if isinstance(m, nn.Conv2d)).padding = (pad, pad)
+    for m in net.modules():
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = ceil
+    return net
+
+
+p1 = with_layers(reference["fcn32s"], pad=1).paths()
 jump, centre = rf.coord_map(p1["upscore"])
 offset_pad1 = int(-centre / jump)
 try:
@@ -324,8 +286,8 @@ viz.show_source(rf.misaligned_sizes)
 t0 = time.perf_counter()
 misaligned = {}
 for mode, ceil in (("ceil", True), ("floor", False)):
-    cs = fcn_crops(vgg16_fcn_paths(ceil=ceil))
-    misaligned[mode] = {net: rf.misaligned_sizes(list(c.values()), sizes) for net, c in cs.items()}
+    misaligned[mode] = {net: rf.misaligned_sizes(list(with_layers(m, ceil=ceil).crop_paths().values()), sizes)
+                        for net, m in reference.items()}
 counts = {mode: {net: len(v) for net, v in m.items()} for mode, m in misaligned.items()}
 print(f"({time.perf_counter() - t0:.1f} s)")
 lines = ["| pooling | FCN-32s | FCN-16s | FCN-8s |", "|---|---|---|---|"]
@@ -386,37 +348,17 @@ viz.show_source(rf_check.linear_twin)
 
 
 # %%
-class FCN8sGraph(nn.Module):
-    """FCN-8s as a graph (skips, crops from crop_offset), for the check of merges and crops."""
-
-    def __init__(self, p):
-        super().__init__()
-        L = p["score_fr"]
-        self.to_pool3, self.to_pool4, self.rest = nn.Sequential(*L[:17]), nn.Sequential(*L[17:24]), nn.Sequential(*L[24:])
-        self.score_pool4, self.score_pool3 = p["score_pool4"][-1], p["score_pool3"][-1]
-        self.upscore2, self.upscore_pool4, self.upscore8 = p["upscore2"][-1], p["upscore_pool4"][-1], p["upscore8"][-1]
-        c = {k: rf.Crop(v) for k, v in crops["fcn8s"].items()}
-        self.crop_pool4, self.crop_pool3, self.crop = c["pool4"], c["pool3"], c["final"]
-
-    def forward(self, x):
-        pool3 = self.to_pool3(x)
-        pool4 = self.to_pool4(pool3)
-        up2 = self.upscore2(self.rest(pool4))
-        up4 = self.upscore_pool4(up2 + self.crop_pool4(self.score_pool4(pool4), up2))
-        return self.crop(self.upscore8(up4 + self.crop_pool3(self.score_pool3(pool3), up4)), x)
-
-
 small = {
     "dilated": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=2, dilation=2), nn.ReLU(), nn.Conv2d(4, 4, 3, dilation=3),
                               nn.MaxPool2d(2, 2), nn.Conv2d(4, 1, 3, dilation=2)), 48, None),
     "upsampling (k ∤ s)": (nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.MaxPool2d(3, 3, ceil_mode=True),
                                          nn.ConvTranspose2d(2, 2, 5, stride=3), nn.ReLU(),
                                          nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1)), 64, None),
-    "FCN-8s (skips)": (FCN8sGraph(paths), 480, None),
+    "FCN-8s (skips)": (reference["fcn8s"], 480, None),
 }
 inception_outputs = [x.node for x in fields["FCN-GoogLeNet"] if x.op in ("cat", "MaxPool2d", "AvgPool2d")
                      and not x.name.startswith("inception")]  # the inception modules' outputs and the pools
-big = {"FCN-AlexNet": (nets["FCN-AlexNet"], 380, None), "FCN-32s": (nn.Sequential(*paths["upscore"]), 460, None),
+big = {"FCN-AlexNet": (nets["FCN-AlexNet"], 380, None), "FCN-32s": (nn.Sequential(*rf.leaves(reference["fcn32s"].paths()["upscore"])), 460, None),
        "FCN-GoogLeNet": (nets["FCN-GoogLeNet"], 960, inception_outputs)}
 to_check = {**small, **{k: big[k] for k in big_checks}}
 t0 = time.perf_counter()

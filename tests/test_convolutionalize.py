@@ -57,56 +57,6 @@ def test_linear_to_conv_equals_linear_on_flattened_map(C, k, out):
     torch.testing.assert_close(conv(x).flatten(1), by_hand, **F64)
 
 
-@pytest.mark.parametrize("k,d,p,s,H,W", [(3, 1, 0, 1, 7, 9), (1, 1, 0, 1, 4, 3), (3, 2, 1, 1, 11, 12),
-                                         (2, 1, 1, 2, 9, 8), (6, 1, 0, 1, 6, 6)])
-@pytest.mark.parametrize("x_cl,w_cl", [(False, False), (True, True), (True, False), (False, True)])
-def test_fcconv_is_a_conv2d_forward_and_backward(k, d, p, s, H, W, x_cl, w_cl):
-    """FCConv2d computes itself as im2col + GEMM; it must equal F.conv2d, gradients included, for any
-    dilation/padding/stride (rarefied filters of Section 3.2 change fc6's dilation) and memory formats
-    of input and kernel (each picks a column order)."""
-    torch.manual_seed(0)
-    fmt = {True: torch.channels_last, False: torch.contiguous_format}
-    m = cv.FCConv2d(4, 5, k, dilation=d, padding=p, stride=s).double().to(memory_format=fmt[w_cl])
-    x = torch.randn(2, 4, H, W, dtype=torch.float64).contiguous(memory_format=fmt[x_cl]).requires_grad_()
-    y, ref = m(x), torch.nn.functional.conv2d(x, m.weight, m.bias, s, p, d)
-    torch.testing.assert_close(y, ref, **F64)
-    g1 = torch.autograd.grad(y.square().sum(), [x, m.weight, m.bias])
-    g2 = torch.autograd.grad(ref.square().sum(), [x, m.weight, m.bias])
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-8)
-    assert isinstance(m, nn.Conv2d)
-
-
-@pytest.mark.parametrize("shape", [(4, 7, 9), (0, 4, 7, 9)], ids=["unbatched", "empty"])
-@pytest.mark.parametrize("k,p,s", [(3, 0, 1), (1, 0, 1), (3, 1, 2)])
-def test_fcconv_empty_and_unbatched_inputs_like_conv2d(shape, k, p, s):
-    """nn.Conv2d takes an unbatched (C, H, W) image and an empty batch (N = 0); so must FCConv2d."""
-    torch.manual_seed(0)
-    m = cv.FCConv2d(4, 5, k, padding=p, stride=s).double()
-    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    y, ref = m(x), torch.nn.functional.conv2d(x, m.weight, m.bias, s, p)
-    assert y.shape == ref.shape
-    torch.testing.assert_close(y, ref, **F64)
-    if len(shape) == 3:
-        g1 = torch.autograd.grad(y.square().sum(), [x, m.weight])
-        g2 = torch.autograd.grad(ref.square().sum(), [x, m.weight])
-        for a, b in zip(g1, g2):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-8)
-
-
-def test_fcconv_refuses_too_small_or_wrong_channel_inputs_clearly():
-    m = cv.FCConv2d(4, 5, 3, padding=1, dilation=2)                # a 5×5 kernel, padded by 1: 3 px at least
-    assert m(torch.zeros(1, 4, 3, 3)).shape == (1, 5, 1, 1)
-    with pytest.raises(ValueError, match=r"(?s)2×9.*5×5.*at least 3×3.*pad or resize"):
-        m(torch.zeros(1, 4, 2, 9))
-    with pytest.raises(ValueError, match=r"(?s)2×9.*5×5"):
-        m(torch.zeros(0, 4, 2, 9))
-    with pytest.raises(ValueError, match=r"(?s)\(2, 3, 6, 6\).*3 channels.*4"):
-        m(torch.zeros(2, 3, 6, 6))
-    with pytest.raises(ValueError, match=r"(?s)\(N, C, H, W\).*\(6, 6\)"):
-        m(torch.zeros(6, 6))
-
-
 def test_linear_to_conv_checks_sizes_and_copies():
     lin = nn.Linear(8 * 9, 4)
     with pytest.raises(ValueError, match="C·k·k"):
@@ -115,6 +65,7 @@ def test_linear_to_conv_checks_sizes_and_copies():
     with torch.no_grad():
         conv.weight.zero_()
     assert lin.weight.abs().sum() > 0, "the conv must hold a copy, not a view of the Linear's weights"
+    assert type(conv) is nn.Conv2d, "the lesson's layer is a plain convolution (speed wrappers: fcnlib.fast)"
 
 
 # ----------------------------------------------------------------------------- structure, geometry

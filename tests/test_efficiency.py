@@ -1,7 +1,6 @@
 """fcnlib.efficiency: the §3.1 timing harness, its FLOP counts against a count by hand, the paper's
-(Caffe) geometry, and the oneDNN GEMM against PyTorch's own F.linear (numbers are not timed here:
-timings are the benchmark's and notebook 01's business)."""
-import copy
+(Caffe) geometry and the GEMM choice (the GEMM paths themselves: tests/test_fast.py; numbers are not
+timed here: timings are the benchmark's and notebook 01's business)."""
 import math
 
 import pytest
@@ -12,11 +11,7 @@ from torch import nn
 from fcnlib import classifiers, paper
 from fcnlib import convolutionalize as cv
 from fcnlib import efficiency as ef
-from fcnlib import fast as fs
 from fcnlib import runtime
-
-needs_onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
-F32 = dict(rtol=1e-5, atol=1e-5)
 
 
 def _alexnet():
@@ -96,86 +91,6 @@ def test_caffe_geometry_is_the_papers_grid_and_leaves_the_original_alone():
         assert c(torch.zeros(1, 3, 227, 227)).shape == (1, 1000)
     with pytest.raises(ValueError, match="features"):
         ef.caffe_geometry(nn.Sequential(nn.Linear(2, 2)))
-
-
-# ----------------------------------------------------------------------------- the oneDNN GEMM
-@needs_onednn
-def test_packed_gemm_equals_f_linear_and_follows_weight_changes():
-    if fs._ONEDNN_LINEAR is None:
-        pytest.skip("this PyTorch has no prepacked oneDNN linear (the plain path is tested below)")
-    torch.manual_seed(0)
-    lin = nn.Linear(300, 70)
-    fast = fs.OneDNNLinear.of(lin)
-    assert fast.weight is lin.weight and set(fast.state_dict()) == set(lin.state_dict())
-    x = torch.randn(9, 300)
-    with torch.inference_mode():
-        assert fast.gemm.applies(x)
-        torch.testing.assert_close(fast(x), lin(x), **F32)
-    with torch.no_grad():
-        lin.weight.mul_(-2.0)                                        # the packed copy must be remade
-        torch.testing.assert_close(fast(x), lin(x), **F32)
-    # with autograd on it is nn.Linear itself: bit-identical values and gradients
-    y = fast(x)
-    assert torch.equal(y, lin(x))
-    y.square().sum().backward()
-    g = lin.weight.grad.clone()
-    lin.weight.grad = None
-    lin(x).square().sum().backward()
-    assert torch.equal(g, lin.weight.grad)
-    # a copy packs its own weight; non-float32 input falls back
-    twin = copy.deepcopy(fast)
-    with torch.no_grad():
-        torch.testing.assert_close(twin(x), lin(x), **F32)
-        assert not fast.gemm.applies(x.double())
-
-
-@pytest.mark.parametrize("version", ["2.0.1", "1.13.1+cpu"])
-def test_without_the_private_ops_every_layer_runs_plain_f_linear(version, monkeypatch):
-    """Before ONEDNN_SINCE (or without the ops) the private oneDNN ops are never called: the packed
-    path does not apply and the layers are bit-identical to nn.Linear / nn.Conv2d."""
-    monkeypatch.setattr(torch, "__version__", version)
-    assert fs._onednn_linear_ops() is None
-    monkeypatch.setattr(fs, "_ONEDNN_LINEAR", None)
-    torch.manual_seed(0)
-    lin, x = nn.Linear(300, 70), torch.randn(9, 300)
-    packed = fs.OneDNNLinear.of(lin)
-    conv = cv.FCConv2d(16, 24, 3, padding=1).eval()
-    conv.gemm = fs.PackedGemm()
-    xc = torch.randn(2, 16, 7, 7)
-    with torch.inference_mode():
-        assert not packed.gemm.applies(x)
-        assert torch.equal(packed(x), lin(x))
-        torch.testing.assert_close(conv(xc), nn.functional.conv2d(xc, conv.weight, conv.bias, 1, 1), **F32)
-
-
-@needs_onednn
-@pytest.mark.parametrize("k,p,s,x_cl", [(6, 0, 1, True), (6, 0, 1, False), (3, 1, 2, True), (1, 0, 1, True)])
-def test_packed_fcconv_equals_the_convolution(k, p, s, x_cl):
-    """fc6/fc7 with oneDNN's GEMM equal F.conv2d, in both column orders, and switching the input's
-    memory format between calls repacks in the other order (never reuses a stale packing)."""
-    torch.manual_seed(0)
-    m = cv.FCConv2d(16, 24, k, padding=p, stride=s).eval()
-    m.gemm = fs.PackedGemm()
-    fmts = [torch.channels_last, torch.contiguous_format] if x_cl else [torch.contiguous_format, torch.channels_last]
-    x = torch.randn(2, 16, 13, 11)
-    with torch.inference_mode():
-        ref = nn.functional.conv2d(x, m.weight, m.bias, s, p)
-        for fmt in fmts + fmts:
-            torch.testing.assert_close(m(x.contiguous(memory_format=fmt)), ref, **F32)
-
-
-@needs_onednn
-def test_onednn_gemm_copies_and_keeps_every_output():
-    model = classifiers.vgg16_standin(width=0.0625, crop=64).eval()
-    net = cv.convolutionalize(model).eval()
-    fast_clf, fast_net = fs.onednn_gemm(model), fs.onednn_gemm(net)
-    assert all(type(m) is nn.Linear for m in model.modules() if isinstance(m, nn.Linear)), "original untouched"
-    assert any(isinstance(m, fs.OneDNNLinear) for m in fast_clf.modules())
-    assert all(m.gemm is not None for m in fast_net.modules() if isinstance(m, cv.FCConv2d))
-    x = torch.randn(2, 3, 96, 96)
-    with torch.inference_mode():
-        torch.testing.assert_close(fast_net(x), net(x), **F32)
-        torch.testing.assert_close(fast_clf(x[..., :64, :64]), model(x[..., :64, :64]), **F32)
 
 
 def test_gemm_choice_is_checked():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib import classifiers, fast, models, paper, surgery, transplant
+from fcnlib import classifiers, fast, paper, surgery, transplant
 from fcnlib import receptive_field as rf
 from fcnlib.train import TrainConfig, pixel_loss, train
 from fcnlib.upsample import bilinear_weight
@@ -57,17 +57,21 @@ def test_reference_crop_offsets(reference_nets):
     assert d["upsampling"]["upscore2"] == {"kernel": 4, "stride": 2, "learned": True}
 
 
+def test_crop_paths_give_the_crop_offsets(reference_nets, standin):
+    """The crops' offsets, derived again from the module paths the net names: the ones it was built with."""
+    nets = {**reference_nets, **{v: transplant.fcn_from_classifier(standin, v) for v in ("16s", "8s", "pool4")}}
+    for v, m in nets.items():
+        again = {k: rf.crop_offset(b, r) for k, (b, r) in m.crop_paths().items()}
+        assert again == m.crop_offsets(), v
+
+
 def test_whole_graph_is_aligned(reference_nets):
     """torch.fx's trace of the whole net agrees: skips aligned, output on the image's pixel grid."""
     net = reference_nets["8s"]
-    net.fast_upsample = False
-    try:
-        assert rf.crop_offset_between(net, "score_pool4", "upscore2") == 5
-        assert rf.crop_offset_between(net, "score_pool3", "upscore_pool4") == 9
-        assert rf.coord_map_between(net, "x", "crop") == (1, 0)
-        assert all(r.aligned for r in rf.receptive_fields(net))
-    finally:
-        net.fast_upsample = True
+    assert rf.crop_offset_between(net, "score_pool4", "upscore2") == 5
+    assert rf.crop_offset_between(net, "score_pool3", "upscore_pool4") == 9
+    assert rf.coord_map_between(net, "x", "crop") == (1, 0)
+    assert all(r.aligned for r in rf.receptive_fields(net))
 
 
 @pytest.mark.parametrize("variant", ["32s", "16s", "8s", "pool4"])
@@ -98,8 +102,7 @@ def test_standin_geometry(standin):
     d = m.describe()
     assert d["fc6_kernel"] == 2
     assert all(o >= 0 for o in m.crop_offsets().values())
-    assert rf.misaligned_sizes([(models.geometry_path(m.paths()["score_pool3"]),
-                                 models.geometry_path(m.paths()["upscore_pool4"]))], range(1, 200)) == []
+    assert rf.misaligned_sizes([(m.paths()["score_pool3"], m.paths()["upscore_pool4"])], range(1, 200)) == []
 
 
 def test_equivalent_pad_puts_the_standin_on_the_reference_grid(standin, reference_nets):
@@ -138,20 +141,6 @@ def test_padded_skip_cells_never_reach_the_image(standin, pad):
         for h in hooks:
             h.remove()
     assert torch.equal(y, ref)
-
-
-def test_windowed_upsampling_is_exact(standin):
-    """The final upsampling computed on the cells that reach the image (as two matrix products per
-    channel, for the fixed bilinear one) = upsample everything with the transposed convolution, crop:
-    the same sums in another order, so equal to float rounding."""
-    for variant in ("32s", "16s", "8s"):
-        m = randomize_scores(transplant.fcn_from_classifier(standin, variant)).eval()
-        x = torch.randn(2, 3, 61, 90)
-        with torch.no_grad():
-            fast = m(x)
-            m.fast_upsample = False
-            slow = m(x)
-        assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-5), variant
 
 
 # ---------------------------------------------------------------- initialization and surgery

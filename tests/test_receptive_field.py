@@ -1,16 +1,14 @@
 """fcnlib.receptive_field held against hand arithmetic, the paper's Table 1, the reference
 implementation's crop offsets, PyTorch's own output sizes and the gradient support of linear nets."""
 import random
-from collections import OrderedDict
 from fractions import Fraction
 
 import pytest
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.googlenet import Inception
 
-from fcnlib import paper, rf_check
+from fcnlib import paper, rf_check, transplant
 from fcnlib import receptive_field as rf
 from fcnlib.receptive_field import Crop, GeometryError
 
@@ -56,21 +54,9 @@ def fcn_vgg16():
 
 
 def googlenet_features(caffe=False):
-    """torchvision's GoogLeNet up to inception5b + its average pool. ``caffe=True`` restores the
-    original (Caffe) geometry: 5×5 convolutions in the "5×5" branch, a 3×3 pool4, a 7×7 pool5."""
-    with torch.device("meta"):
-        g = torchvision.models.googlenet(aux_logits=False, init_weights=False)
-        if caffe:
-            for m in g.modules():
-                if isinstance(m, Inception):
-                    c = m.branch3[1].conv
-                    m.branch3[1].conv = nn.Conv2d(c.in_channels, c.out_channels, 5, padding=2, bias=False)
-            g.maxpool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-            g.avgpool = nn.AvgPool2d(7, stride=1)
-    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-             "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-             "inception5a", "inception5b", "avgpool"]
-    return nn.Sequential(OrderedDict((n, getattr(g, n)) for n in names))
+    """GoogLeNet up to inception5b + its average pool, built by the library (transplant.table1_nets);
+    the assertions below hold it to Table 1 and to hand-counted numbers."""
+    return transplant.table1_nets("caffe" if caffe else "torchvision")["FCN-GoogLeNet"]
 
 
 def row(rows, name):
