@@ -28,7 +28,7 @@ reproduce: $(STAMP)
 	$(PY) -m fcnlib.reproduce --tier embedded
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -p no:cacheprovider
 
 lab: $(STAMP)
 	$(PY) tools/lab_settings.py

@@ -30,6 +30,22 @@ from .runtime import autocast, pick_device
 from .upsample import separable_kernel, upsample_separable
 
 
+FREEZING_SINCE = (2, 1)  # the PyTorch release from which Inductor's (private) freezing config is used
+
+
+class _Infer(nn.Module):
+    """Inference on ``device``: the input made channels_last, no gradients, autocast where it pays."""
+
+    def __init__(self, net, device):
+        super().__init__()
+        self.net, self.device = net, device
+
+    def forward(self, x):
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(self.device):
+            return self.net(x)
+
+
 class _Fallback(nn.Module):
     """Runs the compiled module; on a compile failure at the first call, says why and runs eager."""
 
@@ -84,27 +100,19 @@ def optimize_for_inference(model: nn.Module, device="cpu", compile: bool = True)
     eager = plain_convolutions(copy.deepcopy(model)).eval().to(device).to(memory_format=torch.channels_last)
     for p in eager.parameters():
         p.requires_grad_(False)
-
-    class _Infer(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), autocast(device):
-                return self.net(x)
-
-    infer = _Infer(eager)
     if not compile:
-        return infer
+        return _Infer(eager, device)
+    if _version(torch.__version__) < FREEZING_SINCE:
+        warnings.warn(f"torch {torch.__version__} is older than {'.'.join(map(str, FREEZING_SINCE))}, whose "
+                      "Inductor freezing this uses: running the eager channels_last model", stacklevel=2)
+        return _Infer(eager, device)
     try:
         compiled = torch.compile(eager)
     except Exception as e:  # noqa: BLE001
         warnings.warn(f"torch.compile is unavailable ({type(e).__name__}: {e}); using eager channels_last",
                       stacklevel=2)
-        return infer
-    return _Infer(_Fallback(compiled, eager))
+        return _Infer(eager, device)
+    return _Infer(_Fallback(compiled, eager), device)
 
 
 # ---------------------------------------------------------------- the final upsampling, windowed

@@ -276,6 +276,11 @@ def test_optimize_for_inference_matches_eager(standin, monkeypatch):
     with pytest.warns(UserWarning, match="torch.compile is unavailable"):
         fb = fast.optimize_for_inference(m, "cpu")
     torch.testing.assert_close(fb(x), ref, rtol=1e-4, atol=1e-5)
+    monkeypatch.setattr(torch, "__version__", "2.0.1")          # before Inductor's freezing: never compiled
+    with pytest.warns(UserWarning, match="older than 2.1"):
+        old = fast.optimize_for_inference(m, "cpu")
+    assert not isinstance(old.net, fast._Fallback)
+    torch.testing.assert_close(old(x), ref, rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- maps, and staged training's checkpoints
